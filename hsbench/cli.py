@@ -1,0 +1,60 @@
+"""The ``hsbench`` command line: thin Typer commands over library functions.
+
+Each sub-package owns its commands (``hsbench/<pkg>/cli.py``) and registers
+them below. :func:`main` is the console entry point: it turns every error a
+user can cause into one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from hsbench.errors import HsbenchError
+
+app = typer.Typer(
+    name="hsbench",
+    help="Benchmark harness for the ablations of HyperSeg (CVPR 2021).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# --- command registration: one line per sub-package -------------------------
+from hsbench.models import cli as _models_cli  # noqa: E402
+
+_models_cli.register(app)
+# (further sub-packages register here)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code (0 ok, 1 failed run, 2 usage/input error)."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except HsbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad knob values raised by the model builder
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # typer/click exits (usage errors, --help)
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

