@@ -1,0 +1,260 @@
+"""ORM schema of the results database (SQLAlchemy 2, declarative, typed).
+
+One study has many variants (a variant can belong to several studies: its id
+is the hash of its resolved config, so two studies that contain the same
+config share it, through ``study_variants``). One variant has many runs (seeds,
+``--force`` reruns, interrupted attempts). One finished run has one ``metrics``
+row, one ``complexity`` row and zero or more ``speed`` rows (one per device /
+precision measured).
+
+Units, fixed for every backend:
+
+* ``metrics.miou``, ``macc``, ``pixel_acc``, ``trimap_miou``, the per-class IoU:
+  fractions in [0, 1] (reports multiply by 100 to show %).
+* ``complexity.params_*``, ``generated_weights``: plain counts (not millions).
+* ``complexity.gmacs_*``: billions of multiply-accumulates (GMACs); ``gflops``:
+  billions of floating point operations where a counter reports FLOPs.
+* ``speed.fps``: frames per second; every ``*_ms`` column: milliseconds.
+* ``resolution`` columns: text ``"<width>x<height>"`` in pixels.
+* timestamps: UTC.
+
+Bump :data:`SCHEMA_VERSION` with every change to these tables; a database of
+another version is refused on open (:class:`hsbench.errors.StoreError`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Version of the tables below; stored in ``schema_info`` and checked on open.
+SCHEMA_VERSION = 1
+
+#: Allowed values of ``runs.status``.
+RUN_STATUSES = ("pending", "running", "finished", "failed")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every hsbench table."""
+
+
+class SchemaInfo(Base):
+    """One row: the schema version this database was created with."""
+
+    __tablename__ = "schema_info"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    hsbench_version: Mapped[Optional[str]] = mapped_column(String(64))
+
+
+class StudyRow(Base):
+    """A study as written in its TOML file (``[study]`` table plus the raw text)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    description: Mapped[Optional[str]] = mapped_column(Text)
+    #: Paper table reproduced: "2", "3", "4", "S2", "S3" or None.
+    paper_table: Mapped[Optional[str]] = mapped_column(String(16))
+    spec_toml: Mapped[Optional[str]] = mapped_column(Text)
+    spec_path: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    links: Mapped[list["StudyVariant"]] = relationship(back_populates="study")
+
+
+class VariantRow(Base):
+    """A fully resolved variant config; ``id`` is the runner's hash of it."""
+
+    __tablename__ = "variants"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: Canonical JSON (sorted keys) of the resolved config.
+    config_json: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    links: Mapped[list["StudyVariant"]] = relationship(back_populates="variant")
+    runs: Mapped[list["RunRow"]] = relationship(back_populates="variant")
+
+
+class StudyVariant(Base):
+    """Which studies contain which variants, with the study's label for it."""
+
+    __tablename__ = "study_variants"
+    __table_args__ = (UniqueConstraint("study_id", "variant_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), nullable=False, index=True)
+    variant_id: Mapped[str] = mapped_column(
+        ForeignKey("variants.id"), nullable=False, index=True
+    )
+    label: Mapped[Optional[str]] = mapped_column(String(200))
+
+    study: Mapped[StudyRow] = relationship(back_populates="links")
+    variant: Mapped[VariantRow] = relationship(back_populates="links")
+
+
+class RunRow(Base):
+    """One attempt at training + evaluating + measuring one variant with one seed."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    variant_id: Mapped[str] = mapped_column(
+        ForeignKey("variants.id"), nullable=False, index=True
+    )
+    #: The study that launched this run (a variant may be in several).
+    study_id: Mapped[Optional[int]] = mapped_column(ForeignKey("studies.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    #: Training budget of the study in iterations (the paper's Table 1 value).
+    budget_iters: Mapped[Optional[int]] = mapped_column(Integer)
+    #: ``--max-iters`` override actually used, or None when the budget ran in full.
+    max_iters: Mapped[Optional[int]] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    checkpoint_path: Mapped[Optional[str]] = mapped_column(Text)
+    #: Device that trained/evaluated: "cpu", "cuda", "cuda:1", ...
+    device: Mapped[Optional[str]] = mapped_column(String(64))
+    dataset: Mapped[Optional[str]] = mapped_column(String(64))
+    dataset_version: Mapped[Optional[str]] = mapped_column(String(200))
+    #: Training/evaluation resolution, "<width>x<height>".
+    resolution: Mapped[Optional[str]] = mapped_column(String(32))
+    #: Anything else the runner passed (host, executor, job id, ...).
+    extra: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+
+    variant: Mapped[VariantRow] = relationship(back_populates="runs")
+    study: Mapped[Optional[StudyRow]] = relationship()
+    metrics: Mapped[Optional["MetricsRow"]] = relationship(
+        back_populates="run", uselist=False, cascade="all, delete-orphan"
+    )
+    complexity: Mapped[Optional["ComplexityRow"]] = relationship(
+        back_populates="run", uselist=False, cascade="all, delete-orphan"
+    )
+    speeds: Mapped[list["SpeedRow"]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", order_by="SpeedRow.id"
+    )
+
+
+class MetricsRow(Base):
+    """Evaluation of one run; every accuracy is a fraction in [0, 1]."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), unique=True, nullable=False)
+    #: Evaluation split: "val" or "test".
+    split: Mapped[Optional[str]] = mapped_column(String(16))
+    miou: Mapped[Optional[float]] = mapped_column(Float)
+    macc: Mapped[Optional[float]] = mapped_column(Float)
+    pixel_acc: Mapped[Optional[float]] = mapped_column(Float)
+    trimap_miou: Mapped[Optional[float]] = mapped_column(Float)
+    #: {class name or index: IoU fraction or None when undefined}.
+    per_class_iou: Mapped[Optional[Any]] = mapped_column(JSON)
+    #: Rows = label, columns = prediction (counts).
+    confusion_matrix: Mapped[Optional[Any]] = mapped_column(JSON)
+    #: Classes, ignore index, absent-class rule, ... (the metric protocol).
+    protocol: Mapped[Optional[Any]] = mapped_column(JSON)
+    extra: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+
+    run: Mapped[RunRow] = relationship(back_populates="metrics")
+
+
+class ComplexityRow(Base):
+    """Model size and cost of one run's variant (counts, GMACs)."""
+
+    __tablename__ = "complexity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), unique=True, nullable=False)
+    #: Trainable parameters (the paper's "Params"), a count.
+    params_learned: Mapped[Optional[int]] = mapped_column(BigInteger)
+    #: Trainable parameters of the weight mapper w (the paper's |theta^w|, Table S3), a count.
+    params_weight_mapper: Mapped[Optional[int]] = mapped_column(BigInteger)
+    #: Weights generated per image for the dynamic convolutions (not learned), a count.
+    generated_weights: Mapped[Optional[int]] = mapped_column(BigInteger)
+    #: thop multiply-accumulates, in billions (the paper's "GFLOPs" column).
+    gmacs_thop: Mapped[Optional[float]] = mapped_column(Float)
+    #: fvcore multiply-accumulates, in billions.
+    gmacs_fvcore: Mapped[Optional[float]] = mapped_column(Float)
+    #: Floating point operations, in billions, where a counter gives them.
+    gflops: Mapped[Optional[float]] = mapped_column(Float)
+    resolution: Mapped[Optional[str]] = mapped_column(String(32))
+    extra: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+
+    run: Mapped[RunRow] = relationship(back_populates="complexity")
+
+
+class SpeedRow(Base):
+    """One FPS measurement (paper Sec. 4 protocol) with its full provenance."""
+
+    __tablename__ = "speed"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), nullable=False, index=True)
+    #: Frames per second, end to end (upload .. prediction download).
+    fps: Mapped[Optional[float]] = mapped_column(Float)
+    latency_median_ms: Mapped[Optional[float]] = mapped_column(Float)
+    latency_mean_ms: Mapped[Optional[float]] = mapped_column(Float)
+    latency_p10_ms: Mapped[Optional[float]] = mapped_column(Float)
+    latency_p90_ms: Mapped[Optional[float]] = mapped_column(Float)
+    #: Bootstrap confidence interval of the median latency, ms.
+    ci_low_ms: Mapped[Optional[float]] = mapped_column(Float)
+    ci_high_ms: Mapped[Optional[float]] = mapped_column(Float)
+    #: Forward pass only (no transfers, no argmax), ms.
+    model_only_latency_ms: Mapped[Optional[float]] = mapped_column(Float)
+    #: Device kind: "cpu", "cuda", "mps", ...
+    device: Mapped[Optional[str]] = mapped_column(String(32))
+    #: Human device name: "NVIDIA H100 80GB HBM3", "AMD EPYC 7B13", ...
+    device_name: Mapped[Optional[str]] = mapped_column(String(200))
+    driver: Mapped[Optional[str]] = mapped_column(String(64))
+    cuda: Mapped[Optional[str]] = mapped_column(String(64))
+    cudnn: Mapped[Optional[str]] = mapped_column(String(64))
+    torch: Mapped[Optional[str]] = mapped_column(String(64))
+    precision: Mapped[Optional[str]] = mapped_column(String(16))
+    resolution: Mapped[Optional[str]] = mapped_column(String(32))
+    batch: Mapped[Optional[int]] = mapped_column(Integer)
+    tta: Mapped[Optional[bool]] = mapped_column(Boolean)
+    bn_fused: Mapped[Optional[bool]] = mapped_column(Boolean)
+    hsbench_version: Mapped[Optional[str]] = mapped_column(String(64))
+    git_commit: Mapped[Optional[str]] = mapped_column(String(64))
+    #: Everything the measurement recorded (host, CPU, env, repeats, ...).
+    provenance: Mapped[Optional[Any]] = mapped_column(JSON)
+    extra: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+
+    run: Mapped[RunRow] = relationship(back_populates="speeds")
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "RUN_STATUSES",
+    "Base",
+    "SchemaInfo",
+    "StudyRow",
+    "VariantRow",
+    "StudyVariant",
+    "RunRow",
+    "MetricsRow",
+    "ComplexityRow",
+    "SpeedRow",
+]
