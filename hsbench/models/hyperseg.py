@@ -1,0 +1,237 @@
+"""HyperSeg (paper Sec. 3, Eq. 1-4): backbone b, context head h, weight mapper w, decoder d.
+
+    F_1..F_n = b(I)                 backbone, strides 2..32       (Eq. 1)
+    phi = h(F_n)                    context head, stride 32        (Eq. 2)
+    theta^{m_i} = w_i(phi_i)        weight mapper per meta block   (Eq. 3, 5-7)
+    S = d({F_i}, {P_i} | {theta})   decoder of meta blocks         (Eq. 4)
+
+:func:`build_model` is the one entry point: it takes a
+:class:`~hsbench.models.config.ModelConfig`, fills the template's values in,
+checks every knob and returns a :class:`HyperSeg`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hsbench.models.backbones import Backbone
+from hsbench.models.config import BACKBONES, ModelConfig
+from hsbench.models.context_head import ContextHead
+from hsbench.models.fusion import fuse_conv_bn_
+from hsbench.models.meta_block import MetaBlock, positional_encoding
+from hsbench.models.templates import Template, get_template
+from hsbench.models.weight_mapper import divide_channels
+
+
+def resolve(cfg: ModelConfig) -> ModelConfig:
+    """Fill the template's defaults into ``cfg`` and validate every knob.
+
+    Returns:
+        A ModelConfig with ``backbone``, ``weight_groups`` and ``num_classes`` set.
+
+    Raises:
+        ValueError: naming the knob, the value and what is allowed, for an
+            unknown template or backbone, a grid size that is not ``"native"``
+            or a positive int, a ``weight_groups`` list of the wrong length or
+            with values that are not powers of two, or ``num_classes < 1``.
+    """
+    tpl = get_template(cfg.template)
+    backbone = cfg.backbone or tpl.backbone
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone={backbone!r} is not supported; allowed: {', '.join(BACKBONES)}")
+    grid = cfg.grid_size
+    if isinstance(grid, bool) or not (grid == "native" or (isinstance(grid, int) and grid >= 1)):
+        raise ValueError(f"grid_size={grid!r} is not allowed; use \"native\" or a positive int such as 1, 4, 8, 16")
+    groups = tuple(cfg.weight_groups) if cfg.weight_groups is not None else tpl.weight_groups
+    if len(groups) != tpl.num_levels:
+        raise ValueError(
+            f"weight_groups={list(groups)} has {len(groups)} entries; template {tpl.name} has "
+            f"{tpl.num_levels} decoder levels, so give {tpl.num_levels} (coarse to fine, m_5 first)"
+        )
+    for g in groups:
+        if isinstance(g, bool) or not isinstance(g, int) or g < 1 or g & (g - 1):
+            raise ValueError(f"weight_groups={list(groups)}: {g!r} is not a power of two (1, 2, 4, ...)")
+    num_classes = cfg.num_classes if cfg.num_classes is not None else tpl.num_classes
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} must be a positive int")
+    return cfg.replace(backbone=backbone, weight_groups=groups, num_classes=num_classes)
+
+
+class HyperSeg(nn.Module):
+    """The full network: images (B, 3, H, W) -> logits (B, num_classes, H, W).
+
+    Accepts any input of at least 64x64 pixels, including sizes that are not
+    multiples of 32 (e.g. CamVid's 480x360): skips are resized to each other's
+    exact sizes and the patch grid handles uneven patches.
+
+    Args:
+        cfg: a resolved config (see :func:`resolve`; :func:`build_model` does both).
+
+    Attributes:
+        config: the resolved :class:`ModelConfig`.
+        template: the Table S1 :class:`Template`.
+        levels: the stride exponent of each decoder level, coarse to fine.
+        signal_split: C_phi_i per meta block (Eq. 5), coarse to fine; empty if static.
+
+    Raises:
+        ValueError: if a weight group count does not divide its signal part.
+    """
+
+    MIN_SIZE = 64
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        tpl = get_template(cfg.template)
+        self.config = cfg
+        self.template: Template = tpl
+        self.backbone = Backbone(cfg.backbone, with_signal_head=cfg.dynamic)
+        reduced = [max(1, round(c * r)) for c, r in zip(self.backbone.channels, tpl.reductions)]
+        self.reduce = nn.ModuleList(
+            nn.Identity()
+            if r == 1
+            else nn.Sequential(nn.Conv2d(c, rc, 1, bias=False), nn.BatchNorm2d(rc))
+            for c, rc, r in zip(self.backbone.channels, reduced, tpl.reductions)
+        )
+        skip_channels = [3] + reduced  # index = stride exponent: image, F_1..F_5
+        self.levels = list(range(5, 5 - tpl.num_levels, -1))
+        pe = 2 if cfg.positional_encoding else 0
+        blocks, prev = [], 0
+        for level, out in zip(self.levels, tpl.level_channels):
+            out = cfg.num_classes if out is None else out
+            blocks.append(
+                MetaBlock(
+                    skip_channels[level] + prev + pe,
+                    out,
+                    full=tpl.full_block(level),
+                    expand_ratio=tpl.expand_ratio,
+                    dynamic=cfg.dynamic,
+                )
+            )
+            prev = out
+        self.blocks = nn.ModuleList(blocks)
+        self.context_head: ContextHead | None = None
+        self.signal_split: list[int] = []
+        if cfg.dynamic:
+            c_n = self.backbone.signal_channels
+            if cfg.grid_size != 1:
+                self.context_head = ContextHead(c_n, tpl.context_levels)
+            groups = list(cfg.weight_groups)
+            self.signal_split = divide_channels(c_n, max(groups), [b.num_weights for b in blocks])
+            for block, channels, g in zip(blocks, self.signal_split, groups):
+                block.attach_mapper(channels, g)
+
+    # ----------------------------------------------------------------- forward
+    def grid_shape(self, height: int, width: int) -> tuple[int, int]:
+        """(N_h, N_w) of the weight grid for an input of ``height`` x ``width`` pixels.
+
+        Raises:
+            ValueError: if an int grid is larger than the stride-32 feature map.
+        """
+        h5, w5 = -(-height // 32), -(-width // 32)
+        grid = self.config.grid_size
+        if grid == "native":
+            return h5, w5
+        if grid > min(h5, w5):
+            raise ValueError(
+                f"grid_size={grid} needs a stride-32 feature map of at least {grid}x{grid}; "
+                f"a {width}x{height} input gives {w5}x{h5}: use a larger input or a smaller grid"
+            )
+        return grid, grid
+
+    def signal(self, f5: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """phi on the weight grid: (B, C_n, N_h, N_w) from F_5 (B, C_5, h, w)."""
+        s = self.backbone.signal(f5)
+        if self.context_head is None:  # grid 1x1: one weight set per image, h removed (Table S2)
+            return s.mean(dim=(2, 3), keepdim=True)
+        phi = self.context_head(s)
+        if tuple(phi.shape[-2:]) != grid:
+            phi = F.adaptive_avg_pool2d(phi, grid)
+        return phi
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W), H, W >= 64 -> logits (B, num_classes, H, W).
+
+        Raises:
+            ValueError: for an input that is not (B, 3, H, W) or smaller than 64x64.
+        """
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"HyperSeg expects images of shape (B, 3, H, W), got {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        if min(height, width) < self.MIN_SIZE:
+            raise ValueError(f"input {width}x{height} is smaller than the minimum {self.MIN_SIZE}x{self.MIN_SIZE}")
+        feats = self.backbone(x)
+        skips = [x] + [red(f) for red, f in zip(self.reduce, feats)]
+        phis: list[torch.Tensor | None] = [None] * len(self.blocks)
+        if self.config.dynamic:
+            phi = self.signal(feats[-1], self.grid_shape(height, width))
+            phis = list(torch.split(phi, self.signal_split, dim=1))
+        y = None
+        for level, block, phi_i in zip(self.levels, self.blocks, phis):
+            skip = skips[level]
+            parts = [skip]
+            if y is not None:
+                parts.append(F.interpolate(y, skip.shape[-2:], mode="bilinear", align_corners=False))
+            if self.config.positional_encoding:
+                pe = positional_encoding(*skip.shape[-2:], device=skip.device, dtype=skip.dtype)
+                parts.append(pe.expand(skip.shape[0], -1, -1, -1))
+            y = block(torch.cat(parts, dim=1), phi_i)
+        if y.shape[-2:] != x.shape[-2:]:  # S and M models stop at stride 2 (Sec. 4)
+            y = F.interpolate(y, (height, width), mode="bilinear", align_corners=False)
+        return y
+
+    # --------------------------------------------------------------- utilities
+    def weight_mapper_parameters(self) -> int:
+        """|theta^w|: learned parameters of all weight mapper heads w_i (Eq. 6, Table S3)."""
+        return sum(p.numel() for b in self.blocks if b.mapper is not None for p in b.mapper.parameters())
+
+    def generated_weights(self, height: int, width: int) -> int:
+        """Dynamic weights generated per image: sum_i |theta^{m_i}| * N_h * N_w."""
+        if not self.config.dynamic:
+            return 0
+        n_h, n_w = self.grid_shape(height, width)
+        return sum(b.num_weights for b in self.blocks) * n_h * n_w
+
+    def fuse_bn(self) -> "HyperSeg":
+        """An eval-mode copy with every BatchNorm folded away (supplement Sec. E).
+
+        Convolution + BN pairs of the backbone, reductions, context head and
+        static decoder fold into the convolution (Eq. 4); the BN after each
+        DPWConv folds into its weight mapper head and a static bias (Eq. 5).
+        The copy's logits equal this model's eval logits (tested, rtol 1e-4).
+        """
+        fused = copy.deepcopy(self).eval()
+        for block in fused.blocks:
+            block.fuse_bn_()
+        fuse_conv_bn_(fused)
+        return fused
+
+
+def build_model(cfg: ModelConfig | None = None, **overrides) -> HyperSeg:
+    """Build HyperSeg from a config (or the ``camvid-s`` default) plus keyword overrides.
+
+    Example: ``build_model(ModelConfig(template="cityscapes-m"), grid_size=1)``.
+    ImageNet weights are loaded when ``pretrained`` or ``backbone_weights`` is set
+    (:func:`hsbench.models.pretrained.backbone_state_dict`).
+
+    Raises:
+        ValueError: for bad knob values (see :func:`resolve`) or unknown overrides.
+        hsbench.errors.ConfigError: when requested ImageNet weights cannot be had.
+    """
+    cfg = cfg or ModelConfig()
+    if overrides:
+        cfg = ModelConfig.from_dict({**cfg.to_dict(), **overrides})
+    cfg = resolve(cfg)
+    model = HyperSeg(cfg)
+    if cfg.pretrained or cfg.backbone_weights:
+        from hsbench.models.pretrained import backbone_state_dict
+
+        state = backbone_state_dict(
+            model.backbone.spec.timm_name, pretrained=cfg.pretrained, weights_path=cfg.backbone_weights
+        )
+        if state is not None:
+            model.backbone.load_imagenet(state)
+    return model
