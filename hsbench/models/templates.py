@@ -28,8 +28,9 @@ was checked against the m_i channel rows, which are exact: every
   models and m_5, m_4 of voc-l are single 1x1 convolutions, as the single
   arrows of Table S1 say. The block structure is a property of the template;
   the ``grid_size`` knob changes only how many weight sets there are.
-* The context head's depth is not in the paper; 2 levels for the CamVid and
-  Cityscapes models and 3 for voc-l reproduce the paper's parameter counts.
+* The context head's depth and width are not in the paper; 2 half-width
+  levels for the CamVid and Cityscapes models and 3 full-width levels for
+  voc-l (the authors' earlier design) reproduce the paper's parameter counts.
 * Only Cityscapes-S halves the m_i widths; CamVid-S keeps Cityscapes-M's
   widths and differs from CamVid-L by resolution and the missing m_0.
 """
@@ -60,6 +61,8 @@ class Template:
             DPWConv (8 for the small models, 4 for voc-l; paper Sec. 3.2).
         context_levels: depth of the context head's U-Net (Sec. 3.1).
         expand_ratio: hidden width / C_in of the inverted residual (Table S1: 2).
+        context_full_width: the context head keeps all C_n channels (voc-l, see
+            :class:`hsbench.models.context_head.ContextHead`).
     """
 
     name: str
@@ -74,6 +77,7 @@ class Template:
     full_block_min_patch: int
     context_levels: int
     expand_ratio: int = 2
+    context_full_width: bool = False
 
     @property
     def num_levels(self) -> int:
@@ -102,6 +106,7 @@ TEMPLATES: dict[str, Template] = {
             weight_groups=(16,) * 6,
             full_block_min_patch=4,
             context_levels=3,
+            context_full_width=True,
         ),
         Template(
             name="cityscapes-s",
