@@ -1,0 +1,393 @@
+"""Micro-benchmark of the dynamic patch-wise convolution (DPWConv, paper Sec. 3.3).
+
+The paper blames its run time on "the unoptimized operations of DPWConv"
+(Sec. 4.2). :func:`bench_dpwconv` makes that cost visible per layer: it times
+the slow reference (a loop of ``F.conv2d``, one per patch), the fast version,
+and an ordinary ``F.conv2d`` of the same shape (one weight set for the whole
+image), which is the floor a perfect DPWConv could approach.
+
+Layer shapes come from supplement Table S1 at the templates' evaluation
+resolutions, on the native patch grid (one patch per stride-32 pixel):
+
+* camvid-s, 768x576, grid 24x18: m_3 (stride 8) 1x1 44->16; m_2 (stride 4)
+  pw1 24->48, dw 3x3 on 48, pw2 48->16; m_1 (stride 2) pw1 22->44, dw 44, pw2 44->12.
+* cityscapes-m, 1024x512, grid 32x16: m_3 1x1 44->16; m_2 24->48->16; m_1 34->68->19.
+
+Reported per layer and implementation: median time in ms, GB/s of tensor
+traffic (bytes of input + weight + bias + output, divided by the time; the
+dynamic weight grid counts in full) and the ratio of the time to the ordinary
+convolution's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hsbench.errors import ConfigError, HsbenchError
+
+#: ``op(x, weight, bias=None, *, padding=0, groups=1, padding_mode="zeros")``,
+#: x (B, C_in, H, W), weight (B, C_out, C_in // groups, K, K, N_h, N_w),
+#: bias (B, C_out, N_h, N_w) -> (B, C_out, H, W); the signature of hsbench.ops.
+PatchwiseOp = Callable[..., torch.Tensor]
+
+IMPLS = ("reference", "fast", "conv2d")
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """One DPWConv layer to time.
+
+    Attributes:
+        template: Table S1 template name (or any label).
+        level: decoder level, e.g. ``"m_2"``.
+        conv: ``"pw1"``, ``"dw"`` or ``"pw2"``.
+        stride: the level's output stride (feature map = resolution / stride).
+        c_in, c_out: channels.
+        kernel: square kernel side (1 or 3); padding is ``(kernel - 1) // 2``.
+        groups: channel groups (``c_in`` for depth-wise).
+        height, width: feature map size in pixels.
+        grid: patch grid ``(N_w, N_h)``.
+    """
+
+    template: str
+    level: str
+    conv: str
+    stride: int
+    c_in: int
+    c_out: int
+    kernel: int
+    groups: int
+    height: int
+    width: int
+    grid: tuple[int, int]
+
+    @property
+    def name(self) -> str:
+        """``"camvid-s m_2.dw"``."""
+        return f"{self.template} {self.level}.{self.conv}"
+
+    @property
+    def spec(self) -> str:
+        """``"48->48 3x3 g48 @192x144 grid 24x18"``."""
+        g = f" g{self.groups}" if self.groups > 1 else ""
+        return (
+            f"{self.c_in}->{self.c_out} {self.kernel}x{self.kernel}{g} "
+            f"@{self.width}x{self.height} grid {self.grid[0]}x{self.grid[1]}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict."""
+        d = dataclasses.asdict(self)
+        d["grid"] = list(self.grid)
+        return d
+
+
+# Supplement Table S1 (channels), template resolutions and native grids (one patch per stride-32 pixel).
+# level -> (stride, [(conv, c_in, c_out, kernel, depthwise)])
+_TEMPLATE_LAYERS: dict[str, tuple[tuple[int, int], tuple[int, int], list[tuple[str, int, list[tuple]]]]] = {
+    "camvid-s": (
+        (768, 576),
+        (24, 18),
+        [
+            ("m_3", 8, [("pw1", 44, 16, 1, False)]),
+            ("m_2", 4, [("pw1", 24, 48, 1, False), ("dw", 48, 48, 3, True), ("pw2", 48, 16, 1, False)]),
+            ("m_1", 2, [("pw1", 22, 44, 1, False), ("dw", 44, 44, 3, True), ("pw2", 44, 12, 1, False)]),
+        ],
+    ),
+    "cityscapes-m": (
+        (1024, 512),
+        (32, 16),
+        [
+            ("m_3", 8, [("pw1", 44, 16, 1, False)]),
+            ("m_2", 4, [("pw1", 24, 48, 1, False), ("dw", 48, 48, 3, True), ("pw2", 48, 16, 1, False)]),
+            ("m_1", 2, [("pw1", 34, 68, 1, False), ("dw", 68, 68, 3, True), ("pw2", 68, 19, 1, False)]),
+        ],
+    ),
+}
+
+#: Templates :func:`template_layers` knows.
+BENCH_TEMPLATES = tuple(_TEMPLATE_LAYERS)
+
+
+def template_layers(template: str, *, scale: float = 1.0) -> list[LayerShape]:
+    """The DPWConv layers of ``template`` (supplement Table S1) at its evaluation resolution.
+
+    Args:
+        template: one of :data:`BENCH_TEMPLATES`.
+        scale: multiplies the feature map size (the grid is kept, and capped at
+            the map size); ``< 1`` gives quick runs for tests.
+
+    Raises:
+        ConfigError: for an unknown template or a non-positive scale.
+    """
+    if template not in _TEMPLATE_LAYERS:
+        raise ConfigError(f"no DPWConv layer shapes for template {template!r}; known: {', '.join(BENCH_TEMPLATES)}")
+    if not scale > 0:
+        raise ConfigError(f"scale={scale!r} must be positive")
+    (res_w, res_h), (n_w, n_h), levels = _TEMPLATE_LAYERS[template]
+    out = []
+    for level, stride, convs in levels:
+        h = max(1, round(res_h / stride * scale))
+        w = max(1, round(res_w / stride * scale))
+        for conv, c_in, c_out, k, dw in convs:
+            out.append(
+                LayerShape(
+                    template=template,
+                    level=level,
+                    conv=conv,
+                    stride=stride,
+                    c_in=c_in,
+                    c_out=c_out,
+                    kernel=k,
+                    groups=c_in if dw else 1,
+                    height=h,
+                    width=w,
+                    grid=(min(n_w, w), min(n_h, h)),
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """The timing of one implementation on one layer.
+
+    Attributes:
+        layer: the :class:`LayerShape`.
+        impl: ``"reference"``, ``"fast"`` or ``"conv2d"`` (ordinary convolution, the floor).
+        ms: median time of one call in ms.
+        p10_ms, p90_ms: 10th / 90th percentile in ms.
+        iters: timed calls.
+        traffic_bytes: bytes of input + weight + bias + output.
+        gbps: ``traffic_bytes / ms`` in GB/s (1e9 bytes per second).
+        ratio_to_conv: ``ms / ms(conv2d)`` on the same layer.
+        max_abs_diff: max |out - reference out| (``None`` for reference/conv2d or when skipped).
+        device: ``"cpu"`` or ``"cuda"``.
+    """
+
+    layer: LayerShape
+    impl: str
+    ms: float
+    p10_ms: float
+    p90_ms: float
+    iters: int
+    traffic_bytes: int
+    gbps: float
+    ratio_to_conv: float
+    max_abs_diff: float | None
+    device: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable flat dict."""
+        d = dataclasses.asdict(self)
+        d["layer"] = self.layer.to_dict()
+        d["name"] = self.layer.name
+        return d
+
+
+def _default_ops() -> tuple[PatchwiseOp, PatchwiseOp]:
+    try:
+        from hsbench.ops import patchwise_conv2d, patchwise_conv2d_reference
+    except ImportError as exc:  # pragma: no cover - the op ships with hsbench
+        raise HsbenchError(f"hsbench.ops does not provide the patch-wise convolution ({exc})") from exc
+    return patchwise_conv2d, patchwise_conv2d_reference
+
+
+def _time_ms(fn: Callable[[], Any], device: torch.device, warmup: int, iters: int,
+             clock: Callable[[], float]) -> list[float]:
+    """Per-call times in ms: CUDA events on a GPU, ``clock`` (perf_counter) on CPU."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        times = []
+        for _ in range(iters):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(float(start.elapsed_time(end)))
+        return times
+    times = []
+    for _ in range(iters):
+        t0 = clock()
+        fn()
+        t1 = clock()
+        times.append((t1 - t0) * 1e3)
+    return times
+
+
+def _nbytes(*tensors: torch.Tensor | None) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def bench_dpwconv(
+    layers: Sequence[LayerShape] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    fast: PatchwiseOp | None = None,
+    reference: PatchwiseOp | None = None,
+    include_reference: bool = True,
+    warmup: int = 3,
+    iters: int = 10,
+    batch: int = 1,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[BenchRow]:
+    """Time reference DPWConv, fast DPWConv and an ordinary conv on each layer.
+
+    Args:
+        layers: shapes to time; default the camvid-s and cityscapes-m layers
+            (:func:`template_layers`).
+        device: ``"cpu"`` or ``"cuda"`` (``"auto"`` = CUDA if available).
+        fast, reference: the ops (signature of ``hsbench.ops.patchwise_conv2d``);
+            default ``hsbench.ops.patchwise_conv2d`` / ``patchwise_conv2d_reference``.
+        include_reference: also time the (slow) reference; its output is used
+            for ``max_abs_diff`` either way.
+        warmup, iters: untimed and timed calls per implementation and layer.
+        batch: images per call (the paper's protocol uses 1).
+        dtype: tensor dtype.
+        seed: seed of the random tensors.
+        clock: CPU timer in seconds (tests may inject one).
+
+    Returns:
+        One :class:`BenchRow` per layer and implementation, in the order
+        reference, fast, conv2d.
+
+    Raises:
+        ConfigError: ``"cuda"`` without a CUDA device, or an unknown device.
+    """
+    from hsbench.measure.speed import resolve_device
+
+    dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    if warmup < 0 or iters < 1:
+        raise ConfigError(f"warmup={warmup} must be >= 0 and iters={iters} >= 1")
+    if fast is None or reference is None:
+        default_fast, default_ref = _default_ops()
+        fast = fast or default_fast
+        reference = reference or default_ref
+    if layers is None:
+        layers = [s for t in BENCH_TEMPLATES for s in template_layers(t)]
+    gen = torch.Generator().manual_seed(seed)
+    rows: list[BenchRow] = []
+    with torch.inference_mode():
+        for layer in layers:
+            k, g = layer.kernel, layer.groups
+            pad = (k - 1) // 2
+            n_w, n_h = layer.grid
+            fan_in = layer.c_in // g * k * k
+            x = torch.rand(batch, layer.c_in, layer.height, layer.width, generator=gen, dtype=dtype).to(dev)
+            w_dyn = (torch.randn(batch, layer.c_out, layer.c_in // g, k, k, n_h, n_w, generator=gen, dtype=dtype)
+                     / fan_in**0.5).to(dev)
+            b_dyn = torch.randn(batch, layer.c_out, n_h, n_w, generator=gen, dtype=dtype).to(dev)
+            w_conv = w_dyn[0, ..., 0, 0].contiguous()
+            b_conv = b_dyn[0, :, 0, 0].contiguous()
+
+            kw = dict(padding=pad, groups=g)
+            out_ref = reference(x, w_dyn, b_dyn, **kw)
+            out_fast = fast(x, w_dyn, b_dyn, **kw)
+            if tuple(out_fast.shape) != tuple(out_ref.shape):
+                raise HsbenchError(
+                    f"{layer.name}: fast op returned {tuple(out_fast.shape)}, reference {tuple(out_ref.shape)}"
+                )
+            diff = float((out_fast - out_ref).abs().max())
+            out_bytes = _nbytes(out_ref)
+
+            calls: list[tuple[str, Callable[[], Any], int, float | None]] = []
+            if include_reference:
+                calls.append(("reference", lambda: reference(x, w_dyn, b_dyn, **kw),
+                              _nbytes(x, w_dyn, b_dyn) + out_bytes, None))
+            calls.append(("fast", lambda: fast(x, w_dyn, b_dyn, **kw), _nbytes(x, w_dyn, b_dyn) + out_bytes, diff))
+            calls.append(("conv2d", lambda: F.conv2d(x, w_conv, b_conv, **kw),
+                          _nbytes(x, w_conv, b_conv) + out_bytes, None))
+            timed = {}
+            for impl, fn, nbytes, d in calls:
+                times = np.asarray(_time_ms(fn, dev, warmup, iters, clock))
+                timed[impl] = (times, nbytes, d)
+            conv_ms = float(np.median(timed["conv2d"][0]))
+            for impl in IMPLS:
+                if impl not in timed:
+                    continue
+                times, nbytes, d = timed[impl]
+                ms = float(np.median(times))
+                p10, p90 = (float(v) for v in np.percentile(times, [10, 90]))
+                rows.append(
+                    BenchRow(
+                        layer=layer,
+                        impl=impl,
+                        ms=ms,
+                        p10_ms=p10,
+                        p90_ms=p90,
+                        iters=iters,
+                        traffic_bytes=int(nbytes),
+                        gbps=nbytes / (ms * 1e-3) / 1e9 if ms > 0 else float("inf"),
+                        ratio_to_conv=ms / conv_ms if conv_ms > 0 else float("inf"),
+                        max_abs_diff=d,
+                        device=dev.type,
+                    )
+                )
+    return rows
+
+
+def format_bench(rows: Sequence[BenchRow], fmt: str = "table", *, provenance: dict[str, Any] | None = None) -> str:
+    """Render :func:`bench_dpwconv` rows.
+
+    Args:
+        fmt: ``"table"`` (tabulate) or ``"json"`` (``{"device", "provenance", "rows"}``).
+        provenance: optional :func:`~hsbench.measure.provenance.collect_provenance` dict.
+
+    Raises:
+        ConfigError: on another format.
+    """
+    import json
+
+    if fmt == "json":
+        return json.dumps(
+            {
+                "device": rows[0].device if rows else None,
+                "provenance": provenance or {},
+                "rows": [r.to_dict() for r in rows],
+            },
+            indent=2,
+        )
+    if fmt != "table":
+        raise ConfigError(f"format={fmt!r}; allowed: table, json")
+    from tabulate import tabulate
+
+    table = [
+        [
+            r.layer.name,
+            r.layer.spec,
+            r.impl,
+            f"{r.ms:.3f}",
+            f"{r.gbps:.2f}",
+            f"{r.ratio_to_conv:.2f}",
+            "" if r.max_abs_diff is None else f"{r.max_abs_diff:.1e}",
+        ]
+        for r in rows
+    ]
+    head = ""
+    if provenance:
+        dev = rows[0].device if rows else "?"
+        name = provenance.get("gpu_name") if dev == "cuda" else provenance.get("cpu_model")
+        head = (
+            f"device: {dev} ({name}); torch {provenance.get('torch_version')}; "
+            f"threads {torch.get_num_threads()}\n"
+        )
+    return head + tabulate(
+        table,
+        headers=["layer", "shape", "impl", "ms", "GB/s", "x conv", "max|fast-ref|"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
