@@ -1,0 +1,73 @@
+"""torch.distributed helpers: rank/world size, process-group setup under torchrun.
+
+One variant can train on several GPUs of one machine (or several machines)
+when launched with ``torchrun --nproc-per-node N ...``: torchrun sets
+``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``MASTER_ADDR/PORT``, and
+:func:`init_from_env` creates the process group (NCCL on CUDA, gloo on CPU).
+Without torchrun every helper answers as the only process (rank 0 of 1).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when a process group is initialised with more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (``LOCAL_RANK`` from torchrun, else 0)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    """True on the process that writes files and prints (rank 0)."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every process; a no-op without a process group."""
+    if is_distributed():
+        dist.barrier()
+
+
+def init_from_env(device: str | torch.device | None = None) -> bool:
+    """Initialise the default process group when launched by torchrun.
+
+    Does nothing (returns False) when ``WORLD_SIZE`` is unset or 1, or a group
+    already exists. The backend is NCCL when ``device`` is CUDA, else gloo.
+
+    Returns:
+        True if this call created the process group.
+    """
+    if not dist.is_available() or dist.is_initialized():
+        return False
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    dev = torch.device(device) if device is not None else None
+    use_cuda = (dev is not None and dev.type == "cuda") or (dev is None and torch.cuda.is_available())
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(local_rank())
+    dist.init_process_group(backend=backend)
+    return True
+
+
+__all__ = [
+    "is_distributed", "rank", "world_size", "local_rank", "is_main", "barrier", "init_from_env",
+]

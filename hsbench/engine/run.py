@@ -1,0 +1,280 @@
+"""One variant end to end: build, train (resumable), evaluate, return a :class:`RunResult`.
+
+This is the entry point the study runner calls (issue 3, item 6). Everything a
+run writes lives in its ``run_dir``:
+
+* ``config.json``  the four config sections (model resolved where the model says so);
+* ``checkpoint.pt`` the latest training checkpoint (see :mod:`hsbench.engine.train`);
+  present at the start, the run resumes from it;
+* ``result.json``  the :class:`RunResult`, written atomically at the end.
+
+Under ``torchrun`` every process calls :func:`run_variant` with the same
+arguments; training is DDP, evaluation is sharded, only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from hsbench.engine import distributed as hdist
+from hsbench.engine.config import EvalConfig, TrainConfig
+from hsbench.engine.evaluate import evaluate
+from hsbench.engine.train import derive_seed, seed_everything, train
+from hsbench.errors import ConfigError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+RESULT_NAME = "result.json"
+CONFIG_NAME = "config.json"
+
+
+# Indirections so tests can substitute tiny stand-ins before hsbench.models /
+# hsbench.data exist; they import lazily.
+def _build_model(model_cfg: Any) -> torch.nn.Module:
+    from hsbench.models import build_model
+
+    return build_model(model_cfg)
+
+
+def _build_dataset(data_cfg: Any, split: str, train: bool) -> Any:
+    from hsbench.data import build_dataset
+
+    return build_dataset(data_cfg, split, train=train)
+
+
+def _dataset_info(data_cfg: Any) -> Any:
+    from hsbench.data import dataset_info
+
+    return dataset_info(data_cfg)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of :func:`run_variant`; JSON round-trips via :meth:`to_dict` / :meth:`from_dict`.
+
+    Attributes:
+        metrics: ``miou``, ``macc``, ``pixel_acc``, ``trimap_miou`` as fractions in [0, 1].
+        per_class_iou: class name -> IoU (None = absent from prediction and GT, excluded).
+        per_class_acc: class name -> accuracy (None = absent from GT).
+        confusion_matrix: (K, K) nested lists, rows = ground truth, columns = prediction.
+        protocol: the evaluation protocol (see :mod:`hsbench.engine.evaluate`).
+        wall_time_s: seconds of this call, build + train + evaluate (s).
+        train_wall_time_s: seconds spent training in this call (s).
+        eval_wall_time_s: seconds spent evaluating (s).
+        train_images_per_s: training throughput of this call (images/s; 0 if no
+            iteration ran, e.g. a finished checkpoint).
+        eval_images_per_s: evaluation throughput (images/s).
+        iterations_done: training iterations completed (resumed ones included).
+        start_iteration: iteration this call resumed from (0 = fresh).
+        final_loss: loss of the last iteration run in this call (None if none ran).
+        checkpoint_path: the final checkpoint.
+        device: torch device string (``cpu``, ``cuda:0``).
+        device_name: the GPU's name, or ``cpu``.
+        world_size: training processes.
+        dataset_version: what the data loader reports it read (``DatasetInfo.version``).
+        configs: ``{"model", "data", "train", "eval"}`` dicts as run.
+    """
+
+    metrics: dict[str, float | None]
+    per_class_iou: dict[str, float | None]
+    per_class_acc: dict[str, float | None]
+    confusion_matrix: list[list[int]]
+    protocol: dict[str, Any]
+    wall_time_s: float
+    train_wall_time_s: float
+    eval_wall_time_s: float
+    train_images_per_s: float
+    eval_images_per_s: float
+    iterations_done: int
+    start_iteration: int
+    final_loss: float | None
+    checkpoint_path: str | None
+    device: str
+    device_name: str
+    world_size: int
+    dataset_version: str | None
+    configs: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunResult":
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: on a key that is not a field.
+        """
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise ValueError(f"unknown run-result key(s) {unknown}; allowed: {sorted(allowed)}")
+        return cls(**dict(d))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunResult":
+        """Read a ``result.json`` written by :func:`run_variant`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``; else ``torch.device(device)``.
+
+    Raises:
+        ConfigError: a CUDA device was asked for on a machine without one.
+    """
+    if str(device) == "auto":
+        return torch.device(f"cuda:{hdist.local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    return dev
+
+
+def _cfg_dict(cfg: Any) -> dict[str, Any]:
+    if cfg is None:
+        return {}
+    if hasattr(cfg, "to_dict"):
+        return cfg.to_dict()
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return dict(cfg)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON via a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def run_variant(
+    model_cfg: Any,
+    data_cfg: Any,
+    train_cfg: TrainConfig,
+    eval_cfg: EvalConfig | None = None,
+    *,
+    run_dir: str | os.PathLike,
+    device: str | torch.device = "auto",
+    progress: bool | None = None,
+) -> RunResult:
+    """Build the model, train it (resuming from ``run_dir``), evaluate it, return the result.
+
+    Args:
+        model_cfg: :class:`hsbench.models.config.ModelConfig`; a ``num_classes``
+            of ``None`` takes the dataset's class count.
+        data_cfg: :class:`hsbench.data.DataConfig` (dataset, splits, eval resolution, ...).
+        train_cfg: the training recipe and budget (:class:`TrainConfig`).
+        eval_cfg: the evaluation protocol (:class:`EvalConfig`; default settings if None).
+        run_dir: folder for the checkpoint and result files (created).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
+        progress: progress bars; ``None`` = only when stderr is a TTY.
+
+    Returns:
+        A :class:`RunResult`, also written to ``run_dir/result.json``.
+
+    Raises:
+        ConfigError: the model's class count disagrees with the dataset's, or
+            CUDA was asked for without one.
+        hsbench.errors.DataError: the dataset folder is missing or malformed
+            (from :mod:`hsbench.data`).
+        TrainingDiverged: the loss became NaN/inf (names the iteration).
+        CheckpointError: ``run_dir`` holds a checkpoint of another training config.
+    """
+    t0 = time.perf_counter()
+    eval_cfg = eval_cfg or EvalConfig()
+    dev = resolve_device(device)
+    hdist.init_from_env(dev)
+    run_dir = Path(run_dir)
+    if hdist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+    hdist.barrier()
+
+    info = _dataset_info(data_cfg)
+    num_classes = int(info.num_classes)
+    ignore_index = int(getattr(info, "ignore_index", 255))
+    if getattr(model_cfg, "num_classes", None) is None and hasattr(model_cfg, "replace"):
+        model_cfg = model_cfg.replace(num_classes=num_classes)
+    elif getattr(model_cfg, "num_classes", num_classes) != num_classes:
+        raise ConfigError(
+            f"model has num_classes={model_cfg.num_classes} but dataset "
+            f"{getattr(info, 'name', '?')} has {num_classes} classes"
+        )
+
+    seed_everything(derive_seed(train_cfg.seed, "init"))
+    model = _build_model(model_cfg)
+    resolved = getattr(model, "config", model_cfg)
+    configs = {
+        "model": _cfg_dict(resolved),
+        "data": _cfg_dict(data_cfg),
+        "train": train_cfg.to_dict(),
+        "eval": eval_cfg.to_dict(),
+    }
+    if hdist.is_main():
+        write_json_atomic(run_dir / CONFIG_NAME, configs)
+
+    train_ds = _build_dataset(data_cfg, getattr(data_cfg, "train_split", "train"), True)
+    tr = train(
+        model, train_ds, train_cfg, device=dev, checkpoint_path=run_dir / CHECKPOINT_NAME,
+        ignore_index=ignore_index, num_classes=num_classes, progress=progress,
+        meta={"configs": configs},
+    )
+    del train_ds
+
+    split = eval_cfg.split or getattr(data_cfg, "eval_split", "val")
+    eval_ds = _build_dataset(data_cfg, split, False)
+    ev = evaluate(
+        model, eval_ds, num_classes=num_classes, class_names=getattr(info, "class_names", None),
+        ignore_index=ignore_index, cfg=eval_cfg, device=dev, split=split,
+        eval_resolution=getattr(data_cfg, "eval_resolution", None), progress=progress,
+    )
+    protocol = dict(ev.protocol, dataset=getattr(info, "name", None),
+                    dataset_version=getattr(info, "version", None))
+    result = RunResult(
+        metrics=ev.metrics,
+        per_class_iou=ev.per_class_iou,
+        per_class_acc=ev.per_class_acc,
+        confusion_matrix=ev.confusion,
+        protocol=protocol,
+        wall_time_s=time.perf_counter() - t0,
+        train_wall_time_s=tr.wall_time_s,
+        eval_wall_time_s=ev.wall_time_s,
+        train_images_per_s=tr.images_per_s,
+        eval_images_per_s=ev.images_per_s,
+        iterations_done=tr.iterations_done,
+        start_iteration=tr.start_iteration,
+        final_loss=tr.last_loss,
+        checkpoint_path=tr.checkpoint_path,
+        device=str(dev),
+        device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        world_size=tr.world_size,
+        dataset_version=getattr(info, "version", None),
+        configs=configs,
+    )
+    if hdist.is_main():
+        write_json_atomic(run_dir / RESULT_NAME, result.to_dict())
+    hdist.barrier()
+    return result
+
+
+__all__ = ["RunResult", "run_variant", "resolve_device", "write_json_atomic", "CHECKPOINT_NAME", "RESULT_NAME"]
