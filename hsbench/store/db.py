@@ -81,6 +81,10 @@ DB_ENV_VAR = "HSBENCH_DB"
 BUSY_TIMEOUT_S = 60.0
 
 
+class MissingDatabaseError(StoreError):
+    """A read-only open found no database (no file, or a file without hsbench tables)."""
+
+
 def resolve_db_url(cli_value: str | None = None) -> str:
     """The database URL to use: ``--db`` value, else ``$HSBENCH_DB``, else the default."""
     if cli_value:
@@ -507,7 +511,7 @@ class Store:
         path = _sqlite_path(parsed)
         if path is not None:
             if not create and not path.is_file():
-                raise StoreError(
+                raise MissingDatabaseError(
                     f"no results database at {path}; run a study first "
                     f"(hsbench run studies/<name>.toml) or pass --db URL"
                 )
@@ -563,7 +567,7 @@ class Store:
                     f"(it has tables {', '.join(sorted(tables)[:5])} but no schema_info)"
                 )
             if not create:
-                raise StoreError(
+                raise MissingDatabaseError(
                     f"database {self.url} is empty (no hsbench tables); run a study first "
                     f"(hsbench run studies/<name>.toml)"
                 )
@@ -1029,6 +1033,7 @@ __all__ = [
     "DEFAULT_DB_URL",
     "DB_ENV_VAR",
     "BUSY_TIMEOUT_S",
+    "MissingDatabaseError",
     "Store",
     "StudyInfo",
     "RunSummary",
