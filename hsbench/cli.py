@@ -21,6 +21,13 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """hsbench: train, evaluate and time HyperSeg variants; regenerate the paper's tables."""
+
+
 # --- command registration: one line per sub-package -------------------------
 from hsbench.models import cli as _models_cli  # noqa: E402
 
@@ -41,15 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except SystemExit as exc:  # typer/click exits (usage errors, --help)
+    except SystemExit as exc:  # typer.Exit and --help
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:
+        # Usage errors of the click that typer vendors (UsageError, BadParameter, ...):
+        # recognised by their interface, since the vendored module path is private.
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            return 2
+        if type(exc).__name__ == "Abort":
             print("aborted", file=sys.stderr)
             return 1
         raise

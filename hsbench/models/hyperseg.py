@@ -120,7 +120,13 @@ class HyperSeg(nn.Module):
             if cfg.grid_size != 1:
                 self.context_head = ContextHead(c_n, tpl.context_levels, full_width=tpl.context_full_width)
             groups = list(cfg.weight_groups)
-            self.signal_split = divide_channels(c_n, max(groups), [b.num_weights for b in blocks])
+            try:
+                self.signal_split = divide_channels(c_n, max(groups), [b.num_weights for b in blocks])
+            except ValueError as exc:
+                raise ValueError(
+                    f"weight_groups={groups}: the {c_n} signal channels cannot be split into units of "
+                    f"max(g_w)={max(groups)} ({exc}); use smaller groups"
+                ) from None
             for block, channels, g in zip(blocks, self.signal_split, groups):
                 block.attach_mapper(channels, g)
 
