@@ -115,10 +115,15 @@ def _driver_version() -> str | None:
     return None
 
 
-def _version(module: str) -> str | None:
+def _version(dist: str) -> str | None:
+    """Installed version of a distribution, from its metadata (without importing it)."""
+    mod = sys.modules.get(dist)
+    if mod is not None and getattr(mod, "__version__", None):
+        return str(mod.__version__)
     try:
-        mod = __import__(module)
-        return str(getattr(mod, "__version__", None))
+        from importlib.metadata import version
+
+        return version(dist)
     except Exception:
         return None
 

@@ -165,7 +165,7 @@ def latency_stats(
         ValueError: on no samples, ragged repeats or non-positive latencies.
     """
     lengths = {len(s) for s in samples_by_repeat}
-    if not samples_by_repeat or len(lengths) != 1 or 0 in lengths:
+    if len(samples_by_repeat) == 0 or len(lengths) != 1 or 0 in lengths:
         raise ValueError("latency samples must be R >= 1 repeats of the same number N >= 1 of frames")
     arr = np.asarray(samples_by_repeat, dtype=np.float64)
     if not np.all(arr > 0):
@@ -662,17 +662,17 @@ def measure_fps(
                     converged = True
                     break
 
+            gc.collect()  # a full collection now rather than inside a timed frame
             e2e: list[list[float]] = []
             for _ in range(r):
-                gc.collect()
                 e2e.append([timed_frame(steps, host, clock) for _ in range(n)])
 
             x_dev = steps.upload(host)
             steps.sync()
             mo_warm = [model_only_frame(steps, x_dev, clock) for _ in range(cfg.min_warmup)]
+            gc.collect()
             mo: list[list[float]] = []
             for _ in range(r):
-                gc.collect()
                 mo.append([model_only_frame(steps, x_dev, clock) for _ in range(n)])
     finally:
         model.train(was_training)  # the caller's module keeps its mode (fuse_bn() made a copy or not)
