@@ -20,7 +20,6 @@ should be there and where to get it.
 
 from __future__ import annotations
 
-from torch.utils.data import Dataset
 
 from hsbench.data.base import SegmentationDataset
 from hsbench.data.camvid import CamVid
@@ -88,7 +87,6 @@ __all__ = [
     "Cityscapes",
     "DATASETS",
     "DataConfig",
-    "Dataset",
     "DatasetInfo",
     "EvalTransform",
     "IGNORE_INDEX",
