@@ -33,7 +33,7 @@ def dpwconv(
     iters: int = typer.Option(10, "--iters", min=1, help="Timed calls per implementation and layer."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed calls before timing."),
     scale: float = typer.Option(1.0, "--scale", help="Feature-map size factor (< 1 for a quick run)."),
-    skip_reference: bool = typer.Option(False, "--skip-reference", help="Do not time the slow reference."),
+    skip_reference: bool = typer.Option(False, "--skip-reference", help="Do not run the slow reference (no timing, no max|fast-ref| check)."),
 ) -> None:
     """Time reference vs fast DPWConv vs an ordinary conv on Table S1 layer shapes."""
     import torch
