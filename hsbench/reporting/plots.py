@@ -129,6 +129,17 @@ def default_out(kind: str, study: str | None = None) -> Path:
     return DEFAULT_PLOT_DIR / f"{safe}.png"
 
 
+def check_suffix(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a Path if it ends in .png/.svg/.pdf; ConfigError otherwise (no side effects)."""
+    path = Path(out)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(
+            f"cannot write plot {str(path)!r}: the file must end in "
+            f"{', '.join(PLOT_SUFFIXES)}"
+        )
+    return path
+
+
 def check_out_path(out: str | os.PathLike[str]) -> Path:
     """A writable output path ending in .png/.svg/.pdf (its folder is created).
 
@@ -136,12 +147,7 @@ def check_out_path(out: str | os.PathLike[str]) -> Path:
         ConfigError: other suffix, folder that cannot be created or written,
             or a path that is a folder.
     """
-    path = Path(out)
-    if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise ConfigError(
-            f"cannot write plot {str(path)!r}: the file must end in "
-            f"{', '.join(PLOT_SUFFIXES)}"
-        )
+    path = check_suffix(out)
     if path.is_dir():
         raise ConfigError(f"cannot write plot {str(path)!r}: it is a folder")
     parent = path.parent if str(path.parent) else Path(".")
@@ -275,6 +281,7 @@ __all__ = [
     "PLOT_SUFFIXES",
     "DEFAULT_PLOT_DIR",
     "check_kind",
+    "check_suffix",
     "check_out_path",
     "default_out",
     "paper_points",

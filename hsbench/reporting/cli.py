@@ -1,0 +1,212 @@
+"""``hsbench report``, ``hsbench plot`` and ``hsbench runs list|show``.
+
+Thin commands over :mod:`hsbench.reporting.tables`, :mod:`hsbench.reporting.plots`
+and :class:`hsbench.store.Store`. Every command reads the database given by
+``--db URL``, else ``$HSBENCH_DB``, else ``sqlite:///results/hsbench.db``, and
+never writes to it (a missing database is an error, not an empty new file).
+User mistakes raise :class:`hsbench.errors.ConfigError` / ``StoreError``;
+:func:`hsbench.cli.main` prints them as one ``error: ...`` line and exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hsbench.errors import ConfigError, StoreError
+
+_DB_HELP = "results database URL (default: $HSBENCH_DB, else sqlite:///results/hsbench.db)"
+
+
+def _open_readonly(db: str | None, hint: str | None = None):
+    from hsbench.store import MissingDatabaseError, Store
+
+    try:
+        return Store.open(db, create=False)
+    except MissingDatabaseError as exc:
+        if hint:
+            raise StoreError(f"{str(exc).split(';')[0]}; {hint}") from None
+        raise
+
+
+def _write_text(text: str, out: Path | None) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {out}", err=True)
+
+
+def report(
+    table: str = typer.Option(..., "--table", "-t", help="paper table: 2, 3, 4, S2 or S3"),
+    study: Optional[str] = typer.Option(None, "--study", help="only this study's runs"),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex, csv or json"),
+    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to this file"),
+) -> None:
+    """Print a paper table beside the measured runs, with deltas, device, budget, dataset."""
+    from hsbench.reporting.paper import get_table
+    from hsbench.reporting.tables import FORMATS, build_report, render
+
+    paper_table = get_table(table)  # ConfigError before touching the database
+    if fmt.lower() not in FORMATS and fmt.lower() != "md":
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    runs = " or ".join(f"hsbench run {s}" for s in paper_table.studies)
+    with _open_readonly(db, hint=f"run `{runs}` first, or pass --db URL") as store:
+        if study is not None:
+            store.get_study(study)
+        rep = build_report(paper_table.id, store, study=study)
+    text = render(rep, fmt)
+    _write_text(text, out)
+    if fmt.lower() == "csv":  # the notes (and the hint) are not part of the CSV
+        for note in rep.notes:
+            typer.echo(f"note: {note}", err=True)
+
+
+def plot(
+    kind: str = typer.Argument(..., help="fps-vs-miou, gmacs-vs-miou or params-vs-miou"),
+    study: Optional[str] = typer.Option(None, "--study", help="only this study's runs"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="FILE.png, .svg or .pdf (default results/<kind>.png)"
+    ),
+    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
+) -> None:
+    """Plot mIoU against speed, compute or size: measured runs beside the paper's methods."""
+    from hsbench.reporting.plots import check_kind, check_suffix, default_out, save_plot
+
+    check_kind(kind)
+    path = check_suffix(out if out is not None else default_out(kind, study))
+    with _open_readonly(db) as store:
+        written = save_plot(kind, store, study=study, out=path)
+    typer.echo(f"wrote {written}")
+
+
+def runs_list(
+    study: Optional[str] = typer.Option(None, "--study", help="only this study's runs"),
+    status: Optional[str] = typer.Option(
+        None, "--status", help="pending, running, finished or failed"
+    ),
+    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """List runs: id, study, variant, status, seed, device, dataset, budget, mIoU."""
+    from tabulate import tabulate
+
+    from hsbench.reporting.measured import budget_text
+
+    with _open_readonly(db) as store:
+        runs = store.list_runs(study=study, status=status)
+        where = store.url
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in runs], indent=2))
+        return
+    if not runs:
+        typer.echo(f"no runs{f' for study {study!r}' if study else ''} in {where}")
+        return
+    rows = []
+    for r in runs:
+        err = (r.error or "").splitlines()[0][:40] if r.error else ""
+        rows.append([
+            r.id, r.study or "", r.label or "", r.variant_id[:12], r.status, r.seed,
+            r.device or "", " ".join(x for x in (r.dataset, r.dataset_version) if x),
+            r.resolution or "", budget_text(r.budget_iters, r.max_iters),
+            "" if r.miou is None else f"{100 * r.miou:.2f}",
+            (r.finished_at or r.started_at or "")[:19], err,
+        ])
+    headers = ["id", "study", "label", "variant", "status", "seed", "device", "dataset",
+               "resolution", "budget", "mIoU [%]", "finished/started (UTC)", "error"]
+    typer.echo(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+
+def runs_show(
+    run_id: str = typer.Argument(..., metavar="ID", help="run id (see `hsbench runs list`)"),
+    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Show one run: its config, metrics, complexity, speed with provenance, and error."""
+    try:
+        rid = int(run_id)
+    except ValueError:
+        raise ConfigError(
+            f"run id must be a number, got {run_id!r}; `hsbench runs list` shows the ids"
+        ) from None
+    with _open_readonly(db) as store:
+        detail = store.get_run(rid)
+    data = detail.to_dict()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    typer.echo(format_run(data))
+
+
+def format_run(data: dict) -> str:
+    """Human-readable ``runs show``: sections run, studies, config, metrics, complexity, speed."""
+    r = data["run"]
+    lines = [f"run {r['id']}  status: {r['status']}"]
+    for key in ("variant_id", "study", "label", "seed", "device", "dataset", "dataset_version",
+                "resolution", "budget_iters", "max_iters", "checkpoint_path", "created_at",
+                "started_at", "finished_at"):
+        if r.get(key) is not None:
+            lines.append(f"  {key}: {r[key]}")
+    if r.get("error"):
+        lines.append("error:")
+        lines.extend(f"  {ln}" for ln in str(r["error"]).splitlines())
+    lines.append("studies: " + (", ".join(
+        f"{s['name']} (table {s['paper_table'] or '-'}, label {s['label'] or '-'})"
+        for s in data["studies"]) or "-"))
+    lines.append("config:")
+    lines.extend("  " + ln for ln in json.dumps(data["config"], indent=2, sort_keys=True)
+                 .splitlines())
+    met = data.get("metrics")
+    if met:
+        lines.append("metrics (accuracies as fractions):")
+        for key in ("split", "miou", "macc", "pixel_acc", "trimap_miou"):
+            if met.get(key) is not None:
+                lines.append(f"  {key}: {met[key]}")
+        for key in ("per_class_iou", "protocol", "extra"):
+            if met.get(key):
+                lines.append(f"  {key}: {json.dumps(met[key])}")
+        if met.get("confusion_matrix") is not None:
+            cm = met["confusion_matrix"]
+            lines.append(f"  confusion_matrix: {len(cm)}x{len(cm[0]) if cm else 0} "
+                         f"(rows = label, columns = prediction; --json prints it)")
+    cx = data.get("complexity")
+    if cx:
+        lines.append("complexity (counts; GMACs in billions):")
+        lines.extend(f"  {k}: {v}" for k, v in cx.items() if v is not None)
+    for i, sp in enumerate(data.get("speed") or []):
+        lines.append(f"speed [{i}] (fps in frames/s, latencies in ms):")
+        for k, v in sp.items():
+            if v is None or k == "provenance":
+                continue
+            lines.append(f"  {k}: {v}")
+        if sp.get("provenance"):
+            lines.append("  provenance:")
+            lines.extend("    " + ln for ln in json.dumps(sp["provenance"], indent=2,
+                                                          sort_keys=True, default=str)
+                         .splitlines())
+    if data.get("extra"):
+        lines.append(f"extra: {json.dumps(data['extra'], default=str)}")
+    return "\n".join(lines) + "\n"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report``, ``plot`` and the ``runs`` sub-app to the top-level app."""
+    app.command("report")(report)
+    app.command("plot")(plot)
+    runs_app = typer.Typer(
+        name="runs", help="Inspect stored runs.", no_args_is_help=True, add_completion=False
+    )
+    runs_app.command("list")(runs_list)
+    runs_app.command("show")(runs_show)
+    app.add_typer(runs_app, name="runs")
+
+
+__all__ = ["register", "report", "plot", "runs_list", "runs_show", "format_run"]
