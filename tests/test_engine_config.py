@@ -60,6 +60,7 @@ def test_train_config_roundtrip_json_and_hashable():
         ({"loss": "dice"}, "unknown loss"),
         ({"betas": (0.5, 1.5)}, "betas"),
         ({"amp_dtype": "float8"}, "amp_dtype"),
+        ({"loss": "ce", "loss_params": {"k": 3}}, "takes no parameter"),
     ],
 )
 def test_train_config_rejects_bad_values(bad, match):

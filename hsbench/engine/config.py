@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hsbench.engine.losses import LOSSES
+from hsbench.engine.losses import LOSS_PARAMS, LOSSES
 
 #: Table 1 of the paper, per benchmark: batch size, lr_0, poly power p, and t.
 #: Table 1's ``t`` counts training *images seen* (iterations x batch size),
@@ -129,6 +129,11 @@ class TrainConfig:
             raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
+        bad = sorted(k for k, _ in lp if k not in LOSS_PARAMS[self.loss])
+        if bad:
+            raise ValueError(
+                f"loss {self.loss!r} takes no parameter(s) {bad}; allowed: {list(LOSS_PARAMS[self.loss])}"
+            )
         if self.amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype must be one of {list(AMP_DTYPES)}, got {self.amp_dtype!r}")
         if int(self.num_workers) < 0:

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Loss names accepted by :func:`build_loss` (and ``TrainConfig.loss``).
-LOSSES = ("ce", "bootstrapped_ce")
+#: Loss names accepted by :func:`build_loss` (and ``TrainConfig.loss``), with their parameters.
+LOSS_PARAMS: dict[str, tuple[str, ...]] = {"ce": (), "bootstrapped_ce": ("threshold", "k")}
+LOSSES = tuple(LOSS_PARAMS)
 
 
 class CrossEntropy(nn.Module):
@@ -147,14 +148,10 @@ def build_loss(name: str, params: dict[str, Any] | None = None, *, ignore_index:
         ValueError: unknown loss name, or a parameter the loss does not take.
     """
     params = dict(params or {})
-    if name == "ce":
-        cls: type[nn.Module] = CrossEntropy
-        allowed: tuple[str, ...] = ()
-    elif name == "bootstrapped_ce":
-        cls = BootstrappedCrossEntropy
-        allowed = ("threshold", "k")
-    else:
+    if name not in LOSS_PARAMS:
         raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSSES)}")
+    cls: type[nn.Module] = CrossEntropy if name == "ce" else BootstrappedCrossEntropy
+    allowed = LOSS_PARAMS[name]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(
@@ -163,4 +160,4 @@ def build_loss(name: str, params: dict[str, Any] | None = None, *, ignore_index:
     return cls(ignore_index=ignore_index, **params)
 
 
-__all__ = ["LOSSES", "CrossEntropy", "BootstrappedCrossEntropy", "build_loss"]
+__all__ = ["LOSSES", "LOSS_PARAMS", "CrossEntropy", "BootstrappedCrossEntropy", "build_loss"]

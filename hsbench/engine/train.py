@@ -441,9 +441,12 @@ def train(
     sampler = IterationBatchSampler(
         len(dataset), per_rank, cfg.seed, start, stop, rank=rank, world_size=world  # type: ignore[arg-type]
     )
+    # A private generator: creating the loader's iterator must not draw from the
+    # global RNG, or a resumed run's dropout stream would shift by one draw.
     loader = DataLoader(
         SeededDataset(dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(derive_seed(cfg.seed, "loader", rank, start)),
     )
 
     from tqdm.auto import tqdm
