@@ -1,7 +1,7 @@
 """Micro-benchmark of the dynamic patch-wise convolution (DPWConv, paper Sec. 3.3).
 
 The paper blames its run time on "the unoptimized operations of DPWConv"
-(Sec. 4.2). :func:`bench_dpwconv` makes that cost visible per layer: it times
+(Sec. 4, Cityscapes results). :func:`bench_dpwconv` makes that cost visible per layer: it times
 the slow reference (a loop of ``F.conv2d``, one per patch), the fast version,
 and an ordinary ``F.conv2d`` of the same shape (one weight set for the whole
 image), which is the floor a perfect DPWConv could approach.

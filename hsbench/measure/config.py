@@ -47,7 +47,9 @@ class SpeedConfig:
         channels_last: convert the model and the uploaded image to
             ``torch.channels_last`` memory format.
         cudnn_benchmark: value of ``torch.backends.cudnn.benchmark`` while
-            timing (CUDA only; recorded either way).
+            timing (CUDA only; recorded either way). Default True: the input
+            shape never changes, so the autotuned kernels are the ones a
+            deployed model runs; False times PyTorch's default heuristics.
         fuse_bn: call the model's ``fuse_bn()`` (supplement Sec. E) when it has
             one; the result records whether fusion happened.
         tta_hflip: test-time augmentation: the forward pass also runs on the
@@ -58,7 +60,9 @@ class SpeedConfig:
         batch_size: images per frame; 1 in the paper ("to simulate real-time
             inference"). FPS counts images: ``batch_size / median latency``.
         pinned_memory: keep the host image in page-locked memory and upload
-            with ``non_blocking=True`` (CUDA only).
+            with ``non_blocking=True`` (CUDA only). Default False: the paper
+            does not say, and a plain ``tensor.to("cuda")`` from pageable
+            memory is what "without specific optimizations" runs.
         min_warmup: warm-up frames always run before the stability check.
         max_warmup: cap on warm-up frames; reaching it is recorded as
             ``warmup_converged=False``.

@@ -16,8 +16,10 @@ What one timed frame covers (:func:`timed_frame`)::
     sync      torch.cuda.synchronize()
     t1 = perf_counter()        # latency = t1 - t0
 
-On CPU the same steps run; ``upload`` and ``download`` are then no copies and
-the figure is labelled ``cpu``: it never stands in for a GPU figure.
+The argmax runs on the device and the label map, not the logits, is
+downloaded: the prediction is what a real-time application receives. On CPU
+the same steps run; ``upload`` and ``download`` are then no copies and the
+figure is labelled ``cpu``: it never stands in for a GPU figure.
 
 **hsbench follows the paper, not the authors' released FPS script.** That
 script stops the timer before the argmax and the prediction download, deletes
