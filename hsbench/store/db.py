@@ -225,8 +225,8 @@ _SPEED_KEYS = {
     "latency_mean_ms": ("latency_mean_ms", "mean_ms"),
     "latency_p10_ms": ("latency_p10_ms", "p10_ms"),
     "latency_p90_ms": ("latency_p90_ms", "p90_ms"),
-    "ci_low_ms": ("ci_low_ms", "ci_low"),
-    "ci_high_ms": ("ci_high_ms", "ci_high"),
+    "fps_ci_low": ("fps_ci_low",),
+    "fps_ci_high": ("fps_ci_high",),
     "model_only_latency_ms": ("model_only_latency_ms", "model_latency_ms"),
     "device": ("device", "device_type", "device_kind"),
     "device_name": ("device_name", "gpu_name", "gpu", "cpu_name"),
@@ -237,7 +237,7 @@ _SPEED_KEYS = {
     "precision": ("precision", "dtype"),
     "resolution": ("resolution",),
     "batch": ("batch", "batch_size"),
-    "tta": ("tta",),
+    "tta": ("tta", "tta_hflip"),
     "bn_fused": ("bn_fused", "fuse_bn"),
     "hsbench_version": ("hsbench_version",),
     "git_commit": ("git_commit", "commit"),
@@ -268,7 +268,17 @@ def _split_keys(
 
 
 def _metrics_row(data: Mapping[str, Any]) -> MetricsRow:
+    if not isinstance(data, Mapping):
+        raise StoreError(f"metrics must be a dict, got {type(data).__name__}")
+    data = dict(data)
+    nested = data.get("metrics")
+    if isinstance(nested, Mapping):  # RunResult / EvalResult .to_dict(): scores nested
+        del data["metrics"]
+        for key, value in nested.items():
+            data.setdefault(key, value)
     k, extra = _split_keys(data, _METRIC_KEYS, "metrics")
+    if k.get("split") is None and isinstance(k.get("protocol"), Mapping):
+        k["split"] = k["protocol"].get("split")
     return MetricsRow(
         split=_str(k.get("split")),
         miou=_fraction(k.get("miou"), "metrics.miou"),
@@ -298,21 +308,62 @@ def _complexity_row(data: Mapping[str, Any]) -> ComplexityRow:
     )
 
 
+_FILLABLE = (
+    "device", "device_name", "driver", "cuda", "cudnn", "torch", "precision",
+    "resolution", "batch", "tta", "bn_fused", "hsbench_version", "git_commit",
+)
+
+
 def _speed_row(data: Mapping[str, Any]) -> SpeedRow:
+    """Flat keys, or :meth:`hsbench.measure.speed.SpeedResult.to_dict` shape: ``latency``
+    and ``model_only`` stats dicts, ``fps_ci95`` pair, ``settings`` and
+    ``provenance`` dicts (which fill the provenance columns the top level leaves out,
+    ``settings`` first: it describes the measured device, provenance the machine)."""
+    if not isinstance(data, Mapping):
+        raise StoreError(f"speed must be a dict, got {type(data).__name__}")
+    data = dict(data)
+    lat = data.pop("latency", None)
+    model_only = data.pop("model_only", None)
+    ci = data.pop("fps_ci95", None)
+    settings = data.pop("settings", None)
     k, extra = _split_keys(data, _SPEED_KEYS, "speed")
+    if isinstance(lat, Mapping):
+        for canon, src in (("latency_median_ms", "median_ms"), ("latency_mean_ms", "mean_ms"),
+                           ("latency_p10_ms", "p10_ms"), ("latency_p90_ms", "p90_ms")):
+            if k.get(canon) is None:
+                k[canon] = lat.get(src)
+        extra["latency"] = lat
+    elif lat is not None:
+        k.setdefault("latency_median_ms", lat)
+    if isinstance(model_only, Mapping):
+        if k.get("model_only_latency_ms") is None:
+            k["model_only_latency_ms"] = model_only.get("median_ms")
+        extra["model_only"] = model_only
+    elif model_only is not None:
+        k.setdefault("model_only_latency_ms", model_only)
+    if ci is not None:
+        ci = _plain(ci)
+        if not (isinstance(ci, list) and len(ci) == 2):
+            raise StoreError(f"speed.fps_ci95 must be a (low, high) pair, got {ci!r}")
+        k.setdefault("fps_ci_low", ci[0])
+        k.setdefault("fps_ci_high", ci[1])
     prov = k.get("provenance")
     if prov is not None and not isinstance(prov, Mapping):
         raise StoreError("speed.provenance must be a dict")
-    if prov:  # fill columns the caller left out from the provenance dict
-        pk, _ = _split_keys(
-            {kk: vv for kk, vv in prov.items() if kk != "provenance"}, _SPEED_KEYS, "provenance"
+    if settings is not None and not isinstance(settings, Mapping):
+        raise StoreError("speed.settings must be a dict")
+    for source in (settings, prov):  # fill columns the caller left out
+        if not source:
+            continue
+        sk, _ = _split_keys(
+            {kk: vv for kk, vv in source.items() if kk not in ("provenance", "settings")},
+            _SPEED_KEYS, "provenance",
         )
-        for canon, v in pk.items():
-            if k.get(canon) is None and canon in (
-                "device", "device_name", "driver", "cuda", "cudnn", "torch", "precision",
-                "resolution", "batch", "tta", "bn_fused", "hsbench_version", "git_commit",
-            ):
+        for canon, v in sk.items():
+            if k.get(canon) is None and canon in _FILLABLE and v is not None:
                 k[canon] = v
+    if settings:
+        extra["settings"] = settings
     device = _str(k.get("device"))
     if device is not None:
         device = device.split(":")[0].lower()  # "cuda:0" -> "cuda"
@@ -322,8 +373,8 @@ def _speed_row(data: Mapping[str, Any]) -> SpeedRow:
         latency_mean_ms=_float(k.get("latency_mean_ms"), "speed.latency_mean_ms"),
         latency_p10_ms=_float(k.get("latency_p10_ms"), "speed.latency_p10_ms"),
         latency_p90_ms=_float(k.get("latency_p90_ms"), "speed.latency_p90_ms"),
-        ci_low_ms=_float(k.get("ci_low_ms"), "speed.ci_low_ms"),
-        ci_high_ms=_float(k.get("ci_high_ms"), "speed.ci_high_ms"),
+        fps_ci_low=_float(k.get("fps_ci_low"), "speed.fps_ci_low"),
+        fps_ci_high=_float(k.get("fps_ci_high"), "speed.fps_ci_high"),
         model_only_latency_ms=_float(
             k.get("model_only_latency_ms"), "speed.model_only_latency_ms"
         ),
@@ -837,13 +888,19 @@ class Store:
                 ``gflops`` (billions), ``resolution``.
             speed: one dict or a list of dicts: ``fps``, ``latency_median_ms``,
                 ``latency_mean_ms``, ``latency_p10_ms``, ``latency_p90_ms``,
-                ``ci_low_ms``, ``ci_high_ms``, ``model_only_latency_ms``,
+                ``fps_ci_low``, ``fps_ci_high``, ``model_only_latency_ms``,
                 ``device`` ("cpu"/"cuda"), ``device_name``, ``driver``, ``cuda``,
                 ``cudnn``, ``torch``, ``precision``, ``resolution``, ``batch``,
                 ``tta``, ``bn_fused``, ``hsbench_version``, ``git_commit``,
                 ``provenance`` (dict; fills the columns above that are missing).
+                ``SpeedResult.to_dict()`` is understood as is (``latency``,
+                ``model_only``, ``fps_ci95``, ``settings``).
 
-            Keys outside these lists are kept in the row's ``extra`` JSON.
+            ``RunResult.to_dict()`` / ``EvalResult.to_dict()`` work as
+            ``metrics`` (their nested ``metrics`` dict is lifted; ``split``
+            comes from ``protocol`` when not given) and ``Complexity.to_dict()``
+            as ``complexity``. Keys outside these lists are kept in the row's
+            ``extra`` JSON.
 
         Raises:
             StoreError: unknown run, run already finished or failed, a value

@@ -14,7 +14,8 @@ Units, fixed for every backend:
 * ``complexity.params_*``, ``generated_weights``: plain counts (not millions).
 * ``complexity.gmacs_*``: billions of multiply-accumulates (GMACs); ``gflops``:
   billions of floating point operations where a counter reports FLOPs.
-* ``speed.fps``: frames per second; every ``*_ms`` column: milliseconds.
+* ``speed.fps``, ``fps_ci_low``, ``fps_ci_high``: frames per second; every
+  ``*_ms`` column: milliseconds.
 * ``resolution`` columns: text ``"<width>x<height>"`` in pixels.
 * timestamps: UTC.
 
@@ -218,9 +219,9 @@ class SpeedRow(Base):
     latency_mean_ms: Mapped[Optional[float]] = mapped_column(Float)
     latency_p10_ms: Mapped[Optional[float]] = mapped_column(Float)
     latency_p90_ms: Mapped[Optional[float]] = mapped_column(Float)
-    #: Bootstrap confidence interval of the median latency, ms.
-    ci_low_ms: Mapped[Optional[float]] = mapped_column(Float)
-    ci_high_ms: Mapped[Optional[float]] = mapped_column(Float)
+    #: 95% bootstrap confidence interval of ``fps``, frames/s.
+    fps_ci_low: Mapped[Optional[float]] = mapped_column(Float)
+    fps_ci_high: Mapped[Optional[float]] = mapped_column(Float)
     #: Forward pass only (no transfers, no argmax), ms.
     model_only_latency_ms: Mapped[Optional[float]] = mapped_column(Float)
     #: Device kind: "cpu", "cuda", "mps", ...

@@ -1,0 +1,317 @@
+"""Results database: round trip, schema version, errors, atomicity, concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from sqlalchemy import event
+
+from hsbench.errors import StoreError
+from hsbench.store import (
+    DEFAULT_DB_URL,
+    SCHEMA_VERSION,
+    MissingDatabaseError,
+    Store,
+    normalize_resolution,
+    resolve_db_url,
+)
+from hsbench.store.schema import SpeedRow
+
+CONFIG = {
+    "model": {"template": "camvid-s", "backbone": None, "grid_size": "native",
+              "positional_encoding": True, "dynamic": True, "weight_groups": [64, 32, 32, 16, 8]},
+    "data": {"dataset": "camvid", "resolution": [480, 360]},
+    "train": {"iterations": 240000},
+}
+
+# Shapes as hsbench.engine.run.RunResult.to_dict(), hsbench.measure.complexity
+# .Complexity.to_dict() and hsbench.measure.speed.SpeedResult.to_dict() give them.
+RUN_RESULT = {
+    "metrics": {"miou": 0.412, "macc": 0.5, "pixel_acc": 0.8, "trimap_miou": None},
+    "per_class_iou": {"sky": 0.9, "road": None},
+    "per_class_acc": {"sky": 0.95, "road": None},
+    "confusion_matrix": [[5, 1], [0, 7]],
+    "protocol": {"split": "test", "ignore_index": 255, "absent": "exclude"},
+    "wall_time_s": 12.5,
+    "iterations_done": 200,
+    "checkpoint_path": "runs/x/last.pt",
+    "device": "cpu",
+    "dataset_version": "segnet-480x360",
+}
+COMPLEXITY = {
+    "resolution": [480, 360], "grid": [12, 15], "params_learned": 9_900_000,
+    "params_weight_mapper": 300_000, "generated_weights": 1_234_567, "gmacs_thop": 3.2,
+    "gmacs_fvcore": 3.1, "gflops": 6.4, "gmacs_dpwconv": 0.1, "gmacs_weight_mapper": 0.2,
+}
+SPEED = {
+    "protocol": "hyperseg-sec4",
+    "device": "cpu",
+    "fps": 5.3,
+    "fps_ci95": [5.1, 5.5],
+    "latency": {"n": 100, "mean_ms": 190.0, "median_ms": 188.7, "p10_ms": 180.0,
+                "p90_ms": 200.0, "std_ms": 5.0, "min_ms": 170.0, "max_ms": 230.0, "fps": 5.3,
+                "fps_ci95": [5.1, 5.5], "repeat_median_ms": [188.0, 189.0]},
+    "model_only": {"n": 100, "mean_ms": 150.0, "median_ms": 149.0, "p10_ms": 140.0,
+                   "p90_ms": 160.0, "std_ms": 4.0, "min_ms": 139.0, "max_ms": 170.0, "fps": 6.7,
+                   "fps_ci95": [6.5, 6.9], "repeat_median_ms": [149.0]},
+    "bn_fused": True,
+    "settings": {"device": "cpu", "device_name": "AMD EPYC 7B13", "resolution": [480, 360],
+                 "batch_size": 1, "precision": "fp32", "tta_hflip": False},
+    "provenance": {"gpu_name": "NVIDIA H100", "driver_version": "550.1", "cuda_version": "12.4",
+                   "cudnn_version": 90100, "torch_version": "2.4.0", "hsbench_version": "0.1.0",
+                   "git_commit": "abc1234", "hostname": "box"},
+}
+
+
+def _url(tmp_path, name="hs.db"):
+    return f"sqlite:///{tmp_path / name}"
+
+
+def _store_with_variant(tmp_path):
+    store = Store.open(_url(tmp_path))
+    store.upsert_study("quick", description="two variants", paper_table="Table 4",
+                       spec_toml="[study]\nname='quick'\n")
+    store.upsert_variant("v1", CONFIG, study="quick", label="S-b1")
+    return store
+
+
+def test_round_trip_of_a_run(tmp_path):
+    store = _store_with_variant(tmp_path)
+    rid = store.start_run("v1", study="quick", seed=3, budget_iters=240_000, max_iters=200,
+                          device="cpu", dataset="camvid", dataset_version="segnet-480x360",
+                          resolution=(480, 360))
+    assert store.unfinished_run("v1", seed=3).id == rid
+    store.update_run(rid, checkpoint_path="runs/x/last.pt")
+    store.finish_run(rid, metrics=RUN_RESULT, complexity=COMPLEXITY, speed=SPEED)
+    store.close()
+
+    store = Store.open(_url(tmp_path), create=False)
+    d = store.get_run(rid)
+    assert d.run.status == "finished" and d.run.seed == 3 and d.run.label == "S-b1"
+    assert d.run.resolution == "480x360" and d.run.max_iters == 200
+    assert d.run.checkpoint_path == "runs/x/last.pt"
+    assert d.config == json.loads(json.dumps(CONFIG))
+    assert d.studies == [{"name": "quick", "paper_table": "4", "label": "S-b1"}]
+    m = d.metrics
+    assert m["miou"] == pytest.approx(0.412) and m["split"] == "test"
+    assert m["per_class_iou"] == {"sky": 0.9, "road": None}
+    assert m["confusion_matrix"] == [[5, 1], [0, 7]]
+    assert m["protocol"]["ignore_index"] == 255
+    assert m["extra"]["per_class_acc"]["sky"] == 0.95
+    c = d.complexity
+    assert c["params_learned"] == 9_900_000 and c["gmacs_thop"] == 3.2
+    assert c["resolution"] == "480x360" and c["extra"]["grid"] == [12, 15]
+    (sp,) = d.speed
+    assert sp["fps"] == 5.3 and sp["fps_ci_low"] == 5.1 and sp["fps_ci_high"] == 5.5
+    assert sp["latency_median_ms"] == 188.7 and sp["latency_p90_ms"] == 200.0
+    assert sp["model_only_latency_ms"] == 149.0
+    # settings describe the measured device and win over the machine's GPU in provenance
+    assert sp["device"] == "cpu" and sp["device_name"] == "AMD EPYC 7B13"
+    assert sp["precision"] == "fp32" and sp["batch"] == 1 and sp["tta"] is False
+    assert sp["resolution"] == "480x360" and sp["bn_fused"] is True
+    assert sp["driver"] == "550.1" and sp["cuda"] == "12.4" and sp["cudnn"] == "90100"
+    assert sp["torch"] == "2.4.0" and sp["git_commit"] == "abc1234"
+    assert sp["provenance"]["hostname"] == "box"
+    assert store.finished_variant_ids("quick") == {"v1"}
+    assert store.finished_keys("quick") == {("v1", 3)}
+    assert store.unfinished_run("v1", seed=3) is None
+    (summary,) = store.list_runs(study="quick")
+    assert summary.miou == pytest.approx(0.412)
+    assert store.schema_version == SCHEMA_VERSION
+    json.dumps(d.to_dict())  # plain data all the way down
+
+
+def test_failed_run_and_status_rules(tmp_path):
+    store = _store_with_variant(tmp_path)
+    rid = store.start_run("v1", study="quick")
+    store.fail_run(rid, "CUDA out of memory")
+    d = store.get_run(rid)
+    assert d.run.status == "failed" and "out of memory" in d.run.error
+    assert store.finished_variant_ids("quick") == set()
+    with pytest.raises(StoreError, match="already failed"):
+        store.finish_run(rid, metrics={"miou": 0.5})
+    rid2 = store.start_run("v1", study="quick")
+    store.finish_run(rid2, metrics={"miou": 0.5})
+    with pytest.raises(StoreError, match="already finished"):
+        store.finish_run(rid2, metrics={"miou": 0.5})
+    assert [r.status for r in store.list_runs()] == ["failed", "finished"]
+    assert [r.id for r in store.list_runs(status="failed")] == [rid]
+
+
+def test_bad_values_write_nothing(tmp_path):
+    store = _store_with_variant(tmp_path)
+    rid = store.start_run("v1", study="quick")
+    with pytest.raises(StoreError, match=r"fraction in \[0, 1\].*78.4"):
+        store.finish_run(rid, metrics={"miou": 78.4}, speed={"fps": 3.0})
+    with pytest.raises(StoreError, match="must be a number"):
+        store.finish_run(rid, metrics={"miou": 0.5}, speed={"fps": "fast"})
+    d = store.get_run(rid)
+    assert d.run.status == "running" and d.metrics is None and d.speed == []
+
+
+def test_finish_run_is_one_transaction(tmp_path):
+    """A failure while writing the speed rows rolls back the metrics and the status too."""
+    store = _store_with_variant(tmp_path)
+    rid = store.start_run("v1", study="quick")
+
+    def boom(session, flush_context, instances):
+        if any(isinstance(o, SpeedRow) for o in session.new):
+            raise RuntimeError("disk on fire")
+
+    from sqlalchemy.orm import Session
+
+    event.listen(Session, "before_flush", boom)
+    try:
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            store.finish_run(rid, metrics={"miou": 0.5}, complexity=COMPLEXITY, speed=SPEED)
+    finally:
+        event.remove(Session, "before_flush", boom)
+    d = store.get_run(rid)
+    assert d.run.status == "running"
+    assert d.metrics is None and d.complexity is None and d.speed == []
+    con = sqlite3.connect(tmp_path / "hs.db")
+    assert con.execute("select count(*) from metrics").fetchone() == (0,)
+    con.close()
+
+
+def test_schema_version_mismatch_is_refused(tmp_path):
+    Store.open(_url(tmp_path)).close()
+    con = sqlite3.connect(tmp_path / "hs.db")
+    con.execute("update schema_info set version = ?", (SCHEMA_VERSION + 1,))
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}.*"
+                                         f"reads version {SCHEMA_VERSION}"):
+        Store.open(_url(tmp_path))
+
+
+def test_foreign_and_broken_files_are_refused(tmp_path):
+    con = sqlite3.connect(tmp_path / "other.db")
+    con.execute("create table users (id integer)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="not an hsbench results database"):
+        Store.open(_url(tmp_path, "other.db"))
+    (tmp_path / "junk.db").write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store.open(_url(tmp_path, "junk.db"))
+
+
+@pytest.mark.parametrize("url, msg", [
+    ("not a url", "is not a database URL"),
+    ("nosuchdriver://host/db", "unknown database driver"),
+])
+def test_bad_database_urls(url, msg):
+    with pytest.raises(StoreError, match=msg):
+        Store.open(url)
+
+
+def test_read_only_open_never_creates(tmp_path):
+    url = _url(tmp_path, "sub/none.db")
+    with pytest.raises(MissingDatabaseError, match="no results database"):
+        Store.open(url, create=False)
+    assert not (tmp_path / "sub").exists()
+    sqlite3.connect(tmp_path / "empty.db").close()  # a 0-table file
+    with pytest.raises(MissingDatabaseError, match="is empty"):
+        Store.open(_url(tmp_path, "empty.db"), create=False)
+
+
+def test_url_resolution_and_default_location(tmp_path, monkeypatch):
+    monkeypatch.delenv("HSBENCH_DB", raising=False)
+    assert resolve_db_url(None) == DEFAULT_DB_URL == "sqlite:///results/hsbench.db"
+    monkeypatch.setenv("HSBENCH_DB", "sqlite:///env.db")
+    assert resolve_db_url(None) == "sqlite:///env.db"
+    assert resolve_db_url("sqlite:///cli.db") == "sqlite:///cli.db"
+    monkeypatch.delenv("HSBENCH_DB")
+    monkeypatch.chdir(tmp_path)
+    with Store.open() as store:
+        assert store.list_runs() == []
+    assert (tmp_path / "results" / "hsbench.db").is_file()
+    con = sqlite3.connect(tmp_path / "results" / "hsbench.db")
+    assert con.execute("pragma journal_mode").fetchone() == ("wal",)
+    con.close()
+
+
+def test_unknown_ids_and_studies(tmp_path):
+    store = _store_with_variant(tmp_path)
+    with pytest.raises(StoreError, match="no run with id 42"):
+        store.get_run(42)
+    with pytest.raises(StoreError, match="no study named 'nope'.*known studies: quick"):
+        store.list_runs(study="nope")
+    with pytest.raises(StoreError, match="no variant with id 'zz'"):
+        store.start_run("zz")
+    with pytest.raises(StoreError, match="different config"):
+        store.upsert_variant("v1", {"model": {"template": "camvid-l"}}, study="quick")
+    with pytest.raises(StoreError, match="unknown run status"):
+        store.list_runs(status="done")
+
+
+def test_variant_shared_by_two_studies_and_upserts(tmp_path):
+    store = _store_with_variant(tmp_path)
+    store.upsert_study("quick", description="changed", paper_table="4")
+    store.upsert_study("other", paper_table="s2")
+    store.upsert_variant("v1", CONFIG, study="other", label="same config")
+    assert store.get_study("quick").description == "changed"
+    assert store.get_study("other").paper_table == "S2"
+    rid = store.start_run("v1", study="quick")
+    store.finish_run(rid, metrics={"miou": 0.3})
+    assert store.finished_variant_ids("other") == {"v1"}
+    assert {s.name for s in store.list_studies()} == {"quick", "other"}
+    assert store.list_runs(study="other")[0].label == "same config"
+
+
+def test_resolution_normalisation():
+    assert normalize_resolution("768 × 576") == "768x576"
+    assert normalize_resolution([1024, 512]) == "1024x512"
+    assert normalize_resolution({"width": 2, "height": 3}) == "2x3"
+    with pytest.raises(StoreError, match="resolution"):
+        normalize_resolution("big")
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from hsbench.store import Store
+    url, tag = sys.argv[1], sys.argv[2]
+    store = Store.open(url)
+    store.upsert_study("conc", paper_table="4")
+    for i in range(50):
+        vid = f"{tag}-{i}"
+        store.upsert_variant(vid, {"model": {"template": "camvid-s"}, "i": i, "tag": tag},
+                             study="conc", label=vid)
+        rid = store.start_run(vid, study="conc", device="cpu")
+        store.finish_run(rid, metrics={"miou": 0.5}, complexity={"params_learned": i},
+                         speed={"fps": 1.0 + i, "device": "cpu"})
+    print("done", tag)
+""")
+
+
+def test_two_processes_write_one_database(tmp_path):
+    url = _url(tmp_path, "conc.db")
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), url, tag], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+        for tag in ("a", "b")
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out.startswith("done")
+    with Store.open(url, create=False) as store:
+        runs = store.list_runs(study="conc")
+        assert len(runs) == 100
+        assert all(r.status == "finished" for r in runs)
+        assert len(store.finished_variant_ids("conc")) == 100
+    con = sqlite3.connect(tmp_path / "conc.db")
+    assert con.execute("select count(*) from metrics").fetchone() == (100,)
+    assert con.execute("select count(*) from speed").fetchone() == (100,)
+    assert con.execute("select count(*) from study_variants").fetchone() == (100,)
+    con.close()
