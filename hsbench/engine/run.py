@@ -127,7 +127,7 @@ class RunResult:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``; else ``torch.device(device)``.
+    """``"auto"`` -> ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``; ``"cuda"`` -> ``cuda:<LOCAL_RANK>``.
 
     Raises:
         ConfigError: a CUDA device was asked for on a machine without one.
@@ -137,6 +137,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", hdist.local_rank())
     return dev
 
 

@@ -365,6 +365,8 @@ def train(
             smaller than one batch, or labels outside ``[0, K)``.
     """
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     world, rank = hdist.world_size(), hdist.rank()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
