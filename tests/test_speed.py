@@ -187,7 +187,7 @@ def test_statistics_follow_the_samples_exactly():
     n, r = 20, 4
     e2e = rng.uniform(5.0, 9.0, size=(r, n))
     mo = rng.uniform(2.0, 4.0, size=(r, n))
-    seq = np.concatenate([e2e.ravel(), mo.ravel()])
+    seq = np.concatenate([np.concatenate([e2e[i], mo[i]]) for i in range(r)])  # repeats interleave the two
     cfg = SpeedConfig(resolution=(8, 8), cpu_threads=1, timed_frames=n, repeats=r, min_warmup=0, max_warmup=0,
                       bootstrap_samples=500)
     res = measure_fps(TinySeg(), cfg, clock=ScriptedClock(lambda k: seq[k]), provenance=False)

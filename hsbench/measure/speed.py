@@ -32,7 +32,10 @@ frame by frame until the median latency of the last ``warmup_window`` frames
 is within ``warmup_rtol`` (relative) of the median of the ``warmup_window``
 frames before them (so at least ``2 * warmup_window`` frames), at most
 ``max_warmup`` frames; hitting the cap is recorded as ``warmup_converged=False``.
-Then ``timed_frames`` (N) frames are timed, ``repeats`` (R) times.
+Then ``timed_frames`` (N) frames are timed, ``repeats`` (R) times; each repeat
+times its N end-to-end frames and then N model-only frames (``min_warmup``
+model-only frames, discarded, precede the first repeat), so that a drifting
+machine shifts both figures alike.
 
 Statistics (:func:`latency_stats`): over all N x R latencies, mean, median,
 10th and 90th percentile in ms; FPS = ``batch_size / median latency`` in
@@ -664,17 +667,18 @@ def measure_fps(
                     converged = True
                     break
 
-            gc.collect()  # a full collection now rather than inside a timed frame
-            e2e: list[list[float]] = []
-            for _ in range(r):
-                e2e.append([timed_frame(steps, host, clock) for _ in range(n)])
-
+            # model-only needs the image resident on the device; its own short warm-up
             x_dev = steps.upload(host)
             steps.sync()
             mo_warm = [model_only_frame(steps, x_dev, clock) for _ in range(cfg.min_warmup)]
-            gc.collect()
+
+            # R repeats; each times N end-to-end frames, then N model-only frames, so
+            # that drift of the machine affects both figures alike
+            gc.collect()  # a full collection now rather than inside a timed frame
+            e2e: list[list[float]] = []
             mo: list[list[float]] = []
             for _ in range(r):
+                e2e.append([timed_frame(steps, host, clock) for _ in range(n)])
                 mo.append([model_only_frame(steps, x_dev, clock) for _ in range(n)])
     finally:
         model.train(was_training)  # the caller's module keeps its mode (fuse_bn() made a copy or not)
