@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from hsbench.errors import ConfigError, HsbenchError, StoreError
+from hsbench.errors import ConfigError, StoreError
 from hsbench.reporting import paper
 from hsbench.reporting.cli import register
 from hsbench.reporting.measured import variant_knobs

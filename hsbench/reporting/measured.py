@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hsbench.reporting.paper import TABLES, PaperRow, PaperTable
-from hsbench.store import RunDetail, Store, normalize_table_id
+from hsbench.errors import StoreError
+from hsbench.store import RunDetail, Store, normalize_resolution, normalize_table_id
 
 #: Template -> its default backbone (supplement Table S1).
 TEMPLATE_BACKBONE = {
@@ -203,8 +204,16 @@ def budget_text(budget_iters: int | None, max_iters: int | None) -> str:
 def to_record(d: RunDetail) -> MeasuredRecord:
     """A finished run in report units."""
     r = d.run
-    knobs = variant_knobs(d.config, r.resolution)
     data = _data_cfg(d.config)
+    cx = d.complexity or {}
+    sp = _pick_speed(d.speed) or {}
+    resolution = r.resolution or cx.get("resolution") or sp.get("resolution")
+    if resolution is None and data.get("eval_resolution") is not None:
+        try:
+            resolution = normalize_resolution(data["eval_resolution"])  # (W, H)
+        except StoreError:
+            resolution = None
+    knobs = variant_knobs(d.config, resolution)
     tables = {normalize_table_id(s["paper_table"]) for s in d.studies if s.get("paper_table")}
     dataset_name = r.dataset or data.get("dataset") or data.get("name")
     if not tables and dataset_name:
@@ -212,8 +221,6 @@ def to_record(d: RunDetail) -> MeasuredRecord:
         if t:
             tables.add(t)
     met = d.metrics or {}
-    cx = d.complexity or {}
-    sp = _pick_speed(d.speed) or {}
     miou = met.get("miou")
     gmacs, counter = cx.get("gmacs_thop"), "thop"
     if gmacs is None and cx.get("gmacs_fvcore") is not None:
@@ -254,7 +261,7 @@ def to_record(d: RunDetail) -> MeasuredRecord:
         budget_iters=r.budget_iters,
         max_iters=r.max_iters,
         dataset=dataset,
-        resolution=r.resolution or cx.get("resolution") or sp.get("resolution"),
+        resolution=resolution,
     )
 
 
