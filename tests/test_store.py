@@ -275,9 +275,13 @@ def test_resolution_normalisation():
 
 
 _WRITER = textwrap.dedent("""
-    import sys
+    import pathlib, sys, time
     from hsbench.store import Store
-    url, tag = sys.argv[1], sys.argv[2]
+    url, tag, sync = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+    (sync / f"ready-{tag}").touch()
+    deadline = time.time() + 60
+    while len(list(sync.glob("ready-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.01)  # start writing together: the writes must contend
     store = Store.open(url)
     store.upsert_study("conc", paper_table="4")
     for i in range(50):
@@ -297,7 +301,8 @@ def test_two_processes_write_one_database(tmp_path):
     script.write_text(_WRITER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = [
-        subprocess.Popen([sys.executable, str(script), url, tag], stdout=subprocess.PIPE,
+        subprocess.Popen([sys.executable, str(script), url, tag, str(tmp_path)],
+                         stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
         for tag in ("a", "b")
     ]
@@ -315,3 +320,5 @@ def test_two_processes_write_one_database(tmp_path):
     assert con.execute("select count(*) from speed").fetchone() == (100,)
     assert con.execute("select count(*) from study_variants").fetchone() == (100,)
     con.close()
+    # (The start barrier makes the writers contend: their runs interleave in the
+    # ids, e.g. "aab...bbaa...a". Not asserted: a loaded machine may serialise them.)
