@@ -191,6 +191,16 @@ def test_schema_version_mismatch_is_refused(tmp_path):
         Store.open(_url(tmp_path))
 
 
+def test_same_version_with_other_columns_is_refused(tmp_path):
+    Store.open(_url(tmp_path)).close()
+    con = sqlite3.connect(tmp_path / "hs.db")
+    con.execute("alter table speed drop column fps_ci_low")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="table speed lacks column.*fps_ci_low"):
+        Store.open(_url(tmp_path), create=False)
+
+
 def test_foreign_and_broken_files_are_refused(tmp_path):
     con = sqlite3.connect(tmp_path / "other.db")
     con.execute("create table users (id integer)")

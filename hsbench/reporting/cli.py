@@ -58,8 +58,9 @@ def report(
     paper_table = get_table(table)  # ConfigError before touching the database
     if fmt.lower() not in FORMATS and fmt.lower() != "md":
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    runs = " or ".join(f"hsbench run {s}" for s in paper_table.studies)
-    with _open_readonly(db, hint=f"run `{runs}` first, or pass --db URL") as store:
+    first, *others = paper_table.studies
+    runs = f"`hsbench run {first}`" + (f" (or {', '.join(others)})" if others else "")
+    with _open_readonly(db, hint=f"run {runs} first, or pass --db URL") as store:
         if study is not None:
             store.get_study(study)
         rep = build_report(paper_table.id, store, study=study)

@@ -258,7 +258,8 @@ def build_report(
             notes.append(f"{len(unmatched)} measured row(s) match no paper row (shown last).")
     else:
         where = f"study {study!r}" if study else "the database"
-        runs = " or ".join(f"`hsbench run {s}`" for s in table.studies)
+        first, *others = table.studies
+        runs = f"`hsbench run {first}`" + (f" (or {', '.join(others)})" if others else "")
         hint = f"No measured rows for Table {table.id} in {where} yet: run {runs}."
         notes.append(hint)
     return Report(table=table, frame=frame, notes=notes, n_measured=len(records), hint=hint)

@@ -609,6 +609,15 @@ class Store:
                         f"database {self.url} has hsbench schema version {version}, "
                         f"this hsbench reads version {SCHEMA_VERSION}; use a new --db file"
                     )
+                insp = inspect(conn)
+                for name in sorted(ours & tables):
+                    have = {c["name"] for c in insp.get_columns(name)}
+                    missing = sorted(set(Base.metadata.tables[name].columns.keys()) - have)
+                    if missing:
+                        raise StoreError(
+                            f"database {self.url} says schema version {version} but its table "
+                            f"{name} lacks column(s) {', '.join(missing)}; use a new --db file"
+                        )
                 if create and not ours <= tables:
                     Base.metadata.create_all(conn)
                 return
