@@ -32,6 +32,15 @@ def _root() -> None:
 from hsbench.models import cli as _models_cli  # noqa: E402
 
 _models_cli.register(app)
+from hsbench.measure import cli as _measure_cli  # noqa: E402
+
+_measure_cli.register(app)
+from hsbench.reporting import cli as _reporting_cli  # noqa: E402
+
+_reporting_cli.register(app)
+from hsbench import runner as _runner  # noqa: E402
+
+_runner.register(app)
 # (further sub-packages register here)
 
 

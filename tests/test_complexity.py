@@ -96,3 +96,15 @@ def test_profile_bad_input_gives_one_line_error(capsys, args, needle):
     assert code == 2
     assert err.startswith("error: ") and needle in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_profile_fps_reports_the_paper_protocol_with_provenance(capsys):
+    import json
+
+    code = main(["profile", "--resolution", "96x64", "--counters", "thop", "--fps", "--device", "cpu",
+                 "--frames", "3", "--repeats", "2", "--format", "json"])
+    assert code == 0
+    speed = json.loads(capsys.readouterr().out)["speed"]
+    assert speed["device"] == "cpu" and speed["fps"] > 0
+    assert speed["bn_fused"] is True
+    assert speed["provenance"]["torch_version"] and "gpu_name" in speed["provenance"]

@@ -69,6 +69,8 @@ def profile(
     resolution: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT; default: the template's (Table S1).")] = None,
     fps: Annotated[bool, typer.Option("--fps", help="Also measure FPS with the paper's protocol (hsbench.measure.speed).")] = False,
     device: Annotated[str, typer.Option(help="FPS device: auto, cpu or cuda.")] = "auto",
+    frames: Annotated[int, typer.Option(help="FPS: timed frames per repeat.")] = 100,
+    repeats: Annotated[int, typer.Option(help="FPS: repeats of the whole measurement.")] = 5,
     counters: Annotated[str, typer.Option(help="Comma-separated MAC counters to run: thop, fvcore, flop_counter.")] = "thop,fvcore,flop_counter",
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
@@ -101,19 +103,27 @@ def profile(
     result = {"template": template, "paper_name": tpl.paper_name, "config": model.config.to_dict()}
     result.update(complexity(model, res, counters=wanted).to_dict())
     if fps:
-        result["speed"] = _measure_fps(model, res, device)
+        speed_result = _measure_fps(model, res, device, frames, repeats)
+        result["speed"] = speed_result.to_dict(samples=False)
     if fmt is Format.json:
         typer.echo(json.dumps(result, indent=2))
     else:
         typer.echo(_table(result))
+        if fps:
+            from hsbench.measure.speed import format_speed_result
+
+            typer.echo("")
+            typer.echo(format_speed_result(speed_result, "table"))
 
 
-def _measure_fps(model, resolution: tuple[int, int], device: str) -> dict:
+def _measure_fps(model, resolution: tuple[int, int], device: str, frames: int, repeats: int):
+    """The paper's FPS protocol (Sec. 4), BN fused, batch 1: see :func:`hsbench.measure.speed.measure_fps`."""
     from hsbench.measure.config import SpeedConfig
     from hsbench.measure.speed import measure_fps
 
-    cfg = SpeedConfig(device=device, resolution=resolution)
-    return measure_fps(model.eval(), cfg).to_dict()
+    cfg = SpeedConfig(device=device, resolution=resolution, timed_frames=frames, repeats=repeats)
+    cfg.validate()
+    return measure_fps(model.eval(), cfg)
 
 
 def _num(value: float) -> str:
