@@ -5,6 +5,7 @@ so the tests stay fast; the data are hsbench's synthetic shapes.
 """
 
 import json
+import os
 
 import pytest
 import torch
@@ -83,6 +84,10 @@ def test_run_variant_end_to_end(tmp_path, tiny_models):
     cfgs = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfgs["train"] == TRAIN.to_dict() and cfgs["model"]["num_classes"] == k
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "config.json", "result.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in (tmp_path / "run").iterdir():  # ordinary file modes, not mkstemp's 0600
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_run_variant_resumes_from_run_dir_to_the_same_weights(tmp_path, tiny_models, monkeypatch):

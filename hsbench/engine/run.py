@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from hsbench.engine import distributed as hdist
 from hsbench.engine.config import EvalConfig, TrainConfig
 from hsbench.engine.evaluate import evaluate
-from hsbench.engine.train import derive_seed, seed_everything, train
+from hsbench.engine.train import atomic_temp, derive_seed, seed_everything, train
 from hsbench.errors import ConfigError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -155,8 +154,7 @@ def _cfg_dict(cfg: Any) -> dict[str, Any]:
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON via a temporary file and ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = atomic_temp(path)
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=2, default=str)

@@ -188,6 +188,22 @@ class IterationBatchSampler:
 # --------------------------------------------------------------------------- checkpoints
 
 
+def atomic_temp(path: Path) -> tuple[int, str]:
+    """A temporary file next to ``path`` (same filesystem, so ``os.replace`` is atomic).
+
+    Its mode follows the umask like an ordinary new file (``mkstemp`` would give 0600).
+
+    Returns:
+        ``(fd, temp_path)`` as :func:`tempfile.mkstemp` does.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+    return fd, tmp
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` with ``torch.save`` atomically: temp file in the same folder, then rename.
 
@@ -198,8 +214,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
         The checkpoint path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = atomic_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)
