@@ -5,6 +5,10 @@ Registered on the main app by :func:`register`. Example (CPU, a few minutes)::
     hsbench train --template camvid-s --backbone tf_efficientnet_lite1 --pretrained \\
         --dataset camvid --data-root ../shared/data --train-split train --eval-split test \\
         --crop 320x240 --iterations 100 --batch-size 4 --run-dir runs/lite1 --device cpu
+
+On several GPUs of one machine (DDP; ``--batch-size`` is the global batch)::
+
+    torchrun --nproc-per-node 2 "$(which hsbench)" train --run-dir runs/x --batch-size 16 ...
 """
 
 from __future__ import annotations

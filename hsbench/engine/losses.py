@@ -5,9 +5,8 @@ Cityscapes and CamVid models with a *bootstrapped* cross entropy (supplement
 Sec. B). The supplement cites Reed et al. 2014 ("Training deep neural networks
 on noisy labels with bootstrapping") for that loss, but the rule the authors use
 is the online hard-pixel bootstrapping of Wu, Shen and van den Hengel 2016
-("Bridging category-level and instance-level semantic image segmentation" /
-"High-performance semantic segmentation using very deep fully convolutional
-networks"): per image, keep only the hardest pixels.
+("Bridging category-level and instance-level semantic image segmentation",
+arXiv:1605.06885): per image, keep only the hardest pixels.
 
 The rule implemented by :class:`BootstrappedCrossEntropy` (issue 3, item 3):
 
