@@ -1,6 +1,5 @@
 """Training loop (issue 3 item 4): recipe, checkpoints, exact resume, divergence, DDP on gloo."""
 
-import os
 from pathlib import Path
 
 import pytest
