@@ -44,13 +44,21 @@ def _check_keys(cls: type, d: Mapping[str, Any], what: str) -> None:
         raise ValueError(f"unknown {what} option(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def _table1_key(dataset: str) -> str:
+def table1_key(dataset: str) -> str:
+    """The :data:`TABLE1` row for a dataset name (``voc``, ``cityscapes``, ``camvid``; aliases accepted).
+
+    Raises:
+        ValueError: no Table 1 row for ``dataset`` (e.g. ``synthetic``).
+    """
     key = dataset.lower().replace("-", "_")
     key = _DATASET_ALIASES.get(key, key)
     for name in TABLE1:
         if key == name or key.startswith(name):
             return name
     raise ValueError(f"no Table 1 preset for dataset {dataset!r}; known: {sorted(TABLE1)}")
+
+
+_table1_key = table1_key  # the name hsbench.studies imports
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ class TrainConfig:
         Raises:
             ValueError: unknown dataset or field.
         """
-        row = TABLE1[_table1_key(dataset)]
+        row = TABLE1[table1_key(dataset)]
         fields = {
             "batch_size": row["batch_size"],
             "lr0": row["lr0"],
@@ -271,4 +279,4 @@ class EvalConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["TABLE1", "ABSENT_RULES", "TrainConfig", "EvalConfig"]
+__all__ = ["TABLE1", "ABSENT_RULES", "table1_key", "TrainConfig", "EvalConfig"]
