@@ -112,6 +112,28 @@ def check_executor(executor: str) -> str:
     return executor
 
 
+def check_db_url(db_url: str) -> str:
+    """Parse ``db_url`` and load its dialect, so that a bad URL fails before anything is written.
+
+    Raises:
+        StoreError: not a URL, or an unknown database driver.
+    """
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(db_url)
+    except Exception:  # noqa: BLE001 - ArgumentError, ValueError, ...
+        raise StoreError(f"{db_url!r} is not a database URL; use e.g. sqlite:///results/hsbench.db") from None
+    try:
+        url.get_dialect()
+    except Exception:  # noqa: BLE001 - NoSuchModuleError and friends
+        shown = url.render_as_string(hide_password=True)
+        raise StoreError(
+            f"unknown database driver in {shown!r}; use e.g. sqlite:///results/hsbench.db"
+        ) from None
+    return db_url
+
+
 def default_runs_dir(db_url: str) -> Path:
     """``runs/`` beside a SQLite database file, else ``results/runs`` (relative to the cwd)."""
     from sqlalchemy.engine import make_url
@@ -521,7 +543,7 @@ def run_study(
     max_iters = check_max_iters(max_iters)
     executor = check_executor(executor)
     dev = check_device(device)
-    url = resolve_db_url(db)
+    url = check_db_url(resolve_db_url(db))
     rdir = check_writable_dir(Path(runs_dir) if runs_dir is not None else default_runs_dir(url), "runs folder")
     out = _Printer(quiet)
 

@@ -61,7 +61,6 @@ Validation (before anything runs or is written)
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import itertools
 import re
@@ -75,7 +74,7 @@ from typing import Any, Iterator, Literal, Mapping, Union
 from hsbench.config import SECTIONS, MeasureConfig, Variant
 from hsbench.data.config import DataConfig
 from hsbench.engine.config import EvalConfig, TrainConfig, _table1_key
-from hsbench.errors import ConfigError, DataError, HsbenchError
+from hsbench.errors import ConfigError, DataError
 from hsbench.measure.config import SpeedConfig
 from hsbench.models.config import ModelConfig
 
@@ -347,8 +346,9 @@ class _Setting:
 
 
 class _Parser:
-    def __init__(self, file: str, text: str, data_root: str | None) -> None:
+    def __init__(self, file: str, text: str, data_root: str | None, check_data: bool = True) -> None:
         self.file = file
+        self.check_data = check_data
         self.text = text
         self.data_root = data_root
         self.lines = KeyLines(text)
@@ -478,14 +478,15 @@ class _Parser:
                 label = [] if row_name is None else [row_name]
                 for a, i in combo:
                     merged[(a.section, a.field)] = (a.value[i], a.source + (i,))
-                    label.append(f"{a.field}={_toml_value(a.value[i]).strip(chr(34))}")
+                    label.append(f"{a.field}={_toml_value(a.value[i]).strip(chr(34)).replace(', ', ',')}")
                 vname = ",".join(label) if label else "base"
                 if row_name is None and not label:
                     vname = name
                 variants.append(self._variant(vname, merged, seeds))
 
         self._check_unique(variants)
-        self._check_data(variants)
+        if self.check_data:
+            self._check_data(variants)
         return Study(
             name=name,
             description=description,
@@ -778,21 +779,24 @@ def _parse_source(text: str) -> Path_:
     return tuple(out)
 
 
-def parse_study(text: str, *, file: str = "<study>", data_root: str | None = None) -> Study:
+def parse_study(text: str, *, file: str = "<study>", data_root: str | None = None,
+                check_data: bool = True) -> Study:
     """Parse and validate study text (see the module docstring).
 
     Args:
         text: the TOML text.
         file: the name errors show.
         data_root: overrides every variant's ``data.root`` (the ``--data-root`` option).
+        check_data: list each dataset's splits (a missing folder is an error);
+            False checks only the file itself.
 
     Raises:
         StudyError: the first problem found, as one line naming file, line and key.
     """
-    return _Parser(file, text, data_root).parse()
+    return _Parser(file, text, data_root, check_data).parse()
 
 
-def load_study(path: str | Path, *, data_root: str | None = None) -> Study:
+def load_study(path: str | Path, *, data_root: str | None = None, check_data: bool = True) -> Study:
     """Read, parse and validate the study file at ``path`` (see :func:`parse_study`).
 
     Raises:
@@ -812,7 +816,7 @@ def load_study(path: str | Path, *, data_root: str | None = None) -> Study:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise StudyError(shown, f"cannot read the study file: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_study(text, file=shown, data_root=data_root)
+    return parse_study(text, file=shown, data_root=data_root, check_data=check_data)
 
 
 __all__ = [
