@@ -41,6 +41,9 @@ _reporting_cli.register(app)
 from hsbench import runner as _runner  # noqa: E402
 
 _runner.register(app)
+from hsbench.engine import cli as _engine_cli  # noqa: E402
+
+_engine_cli.register(app)
 # (further sub-packages register here)
 
 
