@@ -50,6 +50,9 @@ def test_train_command_runs_and_prints_json(tmp_path, monkeypatch):
     assert (tmp_path / "r" / "result.json").exists()
 
 
-def test_bad_size_is_a_config_error():
-    with pytest.raises(ConfigError, match="WIDTHxHEIGHT"):
-        cli._wxh("320by240", "--crop")
+def test_bad_size_is_a_config_error(capsys):
+    from hsbench.cli import main
+
+    assert main(["train", "--run-dir", "unused", "--crop", "320by240"]) == 2
+    err = capsys.readouterr().err
+    assert "--crop '320by240'" in err and "WIDTHxHEIGHT" in err

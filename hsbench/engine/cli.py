@@ -19,16 +19,9 @@ from typing import Annotated, Optional
 import typer
 
 from hsbench.errors import ConfigError
+from hsbench.measure.config import parse_resolution
 
 
-def _wxh(text: str, option: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-        if w < 1 or h < 1:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{option} {text!r} is not WIDTHxHEIGHT, e.g. 480x360") from None
-    return w, h
 
 
 def train_command(
@@ -66,10 +59,10 @@ def train_command(
     if eval_split:
         data_kw["eval_split"] = eval_split
     if crop:
-        w, h = _wxh(crop, "--crop")
+        w, h = parse_resolution(crop, "--crop")
         data_kw["crop_size"] = (h, w)
     if eval_resolution:
-        data_kw["eval_resolution"] = _wxh(eval_resolution, "--eval-resolution")
+        data_kw["eval_resolution"] = parse_resolution(eval_resolution, "--eval-resolution")
     data_cfg = DataConfig(**data_kw)
     overrides = {k: v for k, v in {"iterations": iterations, "batch_size": batch_size, "lr0": lr0}.items() if v is not None}
     preset = "voc" if dataset == "voc" else ("cityscapes" if dataset == "cityscapes" else "camvid")

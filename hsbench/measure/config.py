@@ -19,8 +19,11 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 DENORMALS = ("flush", "keep")
 
 
-def parse_resolution(text: str) -> tuple[int, int]:
+def parse_resolution(text: str, what: str = "resolution") -> tuple[int, int]:
     """Parse ``"WxH"`` (e.g. ``"768x576"``) into ``(W, H)`` in pixels.
+
+    The one parser of resolutions for every command and study file; ``what``
+    names the option or key in the error (e.g. ``"--crop"``).
 
     Raises:
         ConfigError: if the text is not two positive integers joined by ``x``.
@@ -29,9 +32,9 @@ def parse_resolution(text: str) -> tuple[int, int]:
     try:
         w, h = (int(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"resolution {text!r} is not of the form WIDTHxHEIGHT, e.g. 768x576") from None
+        raise ConfigError(f"{what} {text!r} is not of the form WIDTHxHEIGHT, e.g. 768x576") from None
     if w < 1 or h < 1:
-        raise ConfigError(f"resolution {text!r} must have a positive width and height")
+        raise ConfigError(f"{what} {text!r} must have a positive width and height")
     return w, h
 
 

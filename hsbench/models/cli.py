@@ -9,26 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from hsbench.errors import ConfigError
+from hsbench.measure.config import parse_resolution
 
 
 class Format(str, Enum):
     json = "json"
     table = "table"
-
-
-def parse_resolution(text: str) -> tuple[int, int]:
-    """``"768x576"`` -> (768, 576) = (W, H).
-
-    Raises:
-        ConfigError: if the text is not WIDTHxHEIGHT with positive ints.
-    """
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-        if w < 1 or h < 1:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"--resolution {text!r} is not WIDTHxHEIGHT, e.g. 768x576") from None
-    return w, h
 
 
 def parse_grid_size(text: str) -> int | str:
@@ -90,7 +76,7 @@ def profile(
         dynamic=not static,
         num_classes=num_classes,
     )
-    res = parse_resolution(resolution) if resolution else tpl.resolution
+    res = parse_resolution(resolution, "--resolution") if resolution else tpl.resolution
     wanted = tuple(c.strip() for c in counters.split(",") if c.strip())
     unknown = sorted(set(wanted) - {"thop", "fvcore", "flop_counter"})
     if unknown:
