@@ -326,6 +326,7 @@ def store_payload(record: dict[str, Any]) -> dict[str, Any]:
         protocol=protocol,
         per_class_acc=res.get("per_class_acc"),
         iterations_done=res.get("iterations_done"),
+        start_iteration=res.get("start_iteration"),
         final_loss=res.get("final_loss"),
         train_wall_time_s=res.get("train_wall_time_s"),
         eval_wall_time_s=res.get("eval_wall_time_s"),
@@ -550,15 +551,25 @@ def run_study(
     store = Store.open(url)
     outcome = StudyOutcome(study=study.name, db_url=store.url, runs_dir=str(rdir))
     with store, _sigterm_as_interrupt():
-        store.upsert_study(
-            study.name, description=study.description, paper_table=study.table,
-            spec_toml=study.text, spec_path=str(study.path),
-        )
-        for v in study.variants:
-            store.upsert_variant(v.variant_id(), v.config_dict(), study=study.name, label=v.name)
-
         jobs = study.jobs()
-        done = _finished_runs(store, study.name, max_iters)
+        # A rerun of an unchanged, finished study writes nothing at all.
+        try:
+            stored = store.get_study(study.name)
+        except StoreError:
+            stored = None
+        unchanged = (
+            stored is not None and stored.spec_toml == study.text and stored.description == study.description
+            and stored.paper_table == study.table and stored.n_variants == len(study.variants)
+        )
+        done = _finished_runs(store, study.name, max_iters) if stored is not None else {}
+        if not (unchanged and not force and all((v.variant_id(), s) in done for v, s in jobs)):
+            store.upsert_study(
+                study.name, description=study.description, paper_table=study.table,
+                spec_toml=study.text, spec_path=str(study.path),
+            )
+            for v in study.variants:
+                store.upsert_variant(v.variant_id(), v.config_dict(), study=study.name, label=v.name)
+            done = _finished_runs(store, study.name, max_iters)
         budget = f"--max-iters {max_iters}" if max_iters is not None else "full budget"
         todo = []
         for v, seed in jobs:
@@ -758,10 +769,16 @@ def register(app: Any) -> None:
                            f"grid {v.model.grid_size}  {v.data.dataset} {v.resolution_text}  "
                            f"{iters:,} iters x batch {v.train.batch_size}")
             return
-        outcome = run_study(study, db=db, device=device, max_iters=max_iters_, executor=executor,
-                            force=force, runs_dir=runs_dir)
+        try:
+            outcome = run_study(study, db=db, device=device, max_iters=max_iters_, executor=executor,
+                                force=force, runs_dir=runs_dir)
+        except KeyboardInterrupt:
+            # typer would turn this into a return value that hsbench.cli.main drops
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
         if outcome.exit_code:
-            raise typer.Exit(outcome.exit_code)
+            # SystemExit, not typer.Exit: click swallows Exit's code outside standalone mode
+            raise SystemExit(outcome.exit_code)
 
 
 __all__ = [
