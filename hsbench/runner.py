@@ -186,7 +186,7 @@ def job_spec(variant: Any, seed: int, *, device: str, max_iters: Optional[int], 
         "run_dir": str(run_dir),
         "sections": {
             "model": variant.model.to_dict(),
-            "data": variant.data.to_dict(),
+            "data": {**variant.data.to_dict(), "root": str(variant.data.data_root)},  # absolute for workers
             "train": variant.train.replace(seed=int(seed)).to_dict(),
             "eval": variant.eval.to_dict(),
             "speed": variant.speed.to_dict(),
@@ -546,6 +546,7 @@ def run_study(
     dev = check_device(device)
     url = check_db_url(resolve_db_url(db))
     rdir = check_writable_dir(Path(runs_dir) if runs_dir is not None else default_runs_dir(url), "runs folder")
+    rdir = rdir.resolve()  # workers (submitit) may start elsewhere
     out = _Printer(quiet)
 
     store = Store.open(url)
@@ -613,7 +614,10 @@ def _prepare(store: Any, study: Any, v: Any, seed: int, *, dev: str, max_iters: 
             with contextlib.suppress(FileNotFoundError):
                 (run_dir / name).unlink()
     old = store.unfinished_run(vid, seed=seed)
-    if old is not None and old.max_iters == max_iters and not force:
+    if old is not None and old.max_iters == max_iters and force:
+        store.fail_run(old.id, "superseded by a --force rerun")  # we hold its run folder's lock
+        old = None
+    if old is not None and old.max_iters == max_iters:
         store.update_run(old.id, status="running", device=dev)
         run_id, how = old.id, f"resuming run {old.id}"
     else:
