@@ -222,3 +222,9 @@ def test_templates_registry():
     assert set(TEMPLATES) == {"voc-l", "cityscapes-s", "cityscapes-m", "camvid-s", "camvid-l"}
     assert get_template("voc-l").backbone == "efficientnet_b3"
     assert get_template("camvid-s").resolution == (768, 576)
+
+
+def test_static_models_ignore_the_grid_knob():
+    a = build_model(ModelConfig(dynamic=False, grid_size=4)).config
+    b = build_model(ModelConfig(dynamic=False)).config
+    assert a == b and a.grid_size == "native"

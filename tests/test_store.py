@@ -230,6 +230,7 @@ def test_read_only_open_never_creates(tmp_path):
     sqlite3.connect(tmp_path / "empty.db").close()  # a 0-table file
     with pytest.raises(MissingDatabaseError, match="is empty"):
         Store.open(_url(tmp_path, "empty.db"), create=False)
+    assert (tmp_path / "empty.db").read_bytes() == b""  # not switched to WAL, nothing written
 
 
 def test_url_resolution_and_default_location(tmp_path, monkeypatch):

@@ -31,7 +31,10 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
     """Fill the template's defaults into ``cfg`` and validate every knob.
 
     Returns:
-        A ModelConfig with ``backbone``, ``weight_groups`` and ``num_classes`` set.
+        A ModelConfig with ``backbone``, ``weight_groups`` and ``num_classes``
+        set. A static model ("w/o DPWConv") has no weight grid, so its
+        ``grid_size`` is normalised to ``"native"``: static variants that differ
+        only in it are the same network and get the same variant id.
 
     Raises:
         ValueError: naming the knob, the value and what is allowed, for an
@@ -58,7 +61,9 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
     num_classes = cfg.num_classes if cfg.num_classes is not None else tpl.num_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} must be a positive int")
-    return cfg.replace(backbone=backbone, weight_groups=groups, num_classes=num_classes)
+    if not cfg.dynamic:
+        grid = "native"
+    return cfg.replace(backbone=backbone, grid_size=grid, weight_groups=groups, num_classes=num_classes)
 
 
 class HyperSeg(nn.Module):

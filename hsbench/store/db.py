@@ -566,6 +566,12 @@ class Store:
                     f"no results database at {path}; run a study first "
                     f"(hsbench run studies/<name>.toml) or pass --db URL"
                 )
+            if not create and path.stat().st_size == 0:
+                # Refused before connecting: switching an empty file to WAL would write to it.
+                raise MissingDatabaseError(
+                    f"{path} is empty (a 0-byte file, not an hsbench results database); run a study first "
+                    f"(hsbench run studies/<name>.toml) or pass --db URL"
+                )
             if create:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
