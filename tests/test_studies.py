@@ -50,15 +50,27 @@ name = "a"
 
 [[variants]]
 name = "b"
-dynamic = false
+backbone = "resnet18"
 """)
     assert len(s.variants) == 8
     assert s.variants[0].name == "a,grid_size=1,positional_encoding=false"
     assert s.variants[-1].name == "b,grid_size=2,positional_encoding=true"
-    assert all(not v.model.dynamic for v in s.variants[4:])
+    assert all(v.model.backbone == "resnet18" for v in s.variants[4:])
     assert len({v.variant_id() for v in s.variants}) == 8
     assert s.seeds == (0,)
     assert len(s.jobs()) == 8
+
+
+def test_static_variants_differing_only_in_grid_are_duplicates():
+    # "w/o DPWConv" has no weight grid: resolve() normalises grid_size, so these are one network
+    with pytest.raises(StudyError, match="resolve to the same config"):
+        parse(BASE + """
+[axes]
+"model.grid_size" = [1, 2]
+
+[[variants]]
+dynamic = false
+""")
 
 
 def test_spellings_give_the_same_variant():
