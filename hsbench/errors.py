@@ -20,3 +20,19 @@ class DataError(HsbenchError):
 
 class StoreError(HsbenchError):
     """The results database cannot be opened, is of another schema, or is empty."""
+
+
+def check_fields(cls: type, d, what: str) -> None:
+    """Refuse keys of ``d`` that are not fields of the dataclass ``cls``.
+
+    The one unknown-key check of every config section's ``from_dict``.
+
+    Raises:
+        ConfigError: ``unknown <what> option(s) [...]; allowed keys: a, b, ...``.
+    """
+    import dataclasses
+
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown {what} option(s) {unknown}; allowed keys: {', '.join(allowed)}")

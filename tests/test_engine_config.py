@@ -69,9 +69,9 @@ def test_train_config_rejects_bad_values(bad, match):
 
 
 def test_unknown_keys_are_clear_errors():
-    with pytest.raises(ValueError, match=r"unknown train option\(s\) \['lr'\]; allowed: .*lr0"):
+    with pytest.raises(ValueError, match=r"unknown train option\(s\) \['lr'\]; allowed keys: .*lr0"):
         TrainConfig.from_dict({"lr": 0.1})
-    with pytest.raises(ValueError, match=r"unknown eval option\(s\) \['tta'\]; allowed: .*hflip"):
+    with pytest.raises(ValueError, match=r"unknown eval option\(s\) \['tta'\]; allowed keys: .*hflip"):
         EvalConfig.from_dict({"tta": True})
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hsbench.errors import ConfigError
+from hsbench.errors import ConfigError, check_fields
 
 #: Datasets accepted by ``DataConfig.dataset``.
 DATASETS = ("camvid", "cityscapes", "voc", "synthetic")
@@ -270,10 +270,7 @@ class DataConfig:
             ValueError (:class:`ConfigError`): on a key that is not a field,
                 naming the allowed keys, or on a bad value.
         """
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ConfigError(f"unknown data option(s) {unknown}; allowed: {allowed}")
+        check_fields(cls, d, "data")
         return cls(**d)
 
     def replace(self, **changes: Any) -> "DataConfig":

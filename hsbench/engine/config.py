@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from hsbench.engine.losses import LOSS_PARAMS, LOSSES
+from hsbench.errors import check_fields
 
 #: Table 1 of the paper, per benchmark: batch size, lr_0, poly power p, and t.
 #: Table 1's ``t`` counts training *images seen* (iterations x batch size),
@@ -35,13 +36,6 @@ _DATASET_ALIASES = {"pascal_voc": "voc", "voc2012": "voc", "pascal": "voc", "voc
 
 ABSENT_RULES = ("exclude", "one", "zero")
 AMP_DTYPES = ("float16", "bfloat16")
-
-
-def _check_keys(cls: type, d: Mapping[str, Any], what: str) -> None:
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise ValueError(f"unknown {what} option(s) {unknown}; allowed: {sorted(allowed)}")
 
 
 def table1_key(dataset: str) -> str:
@@ -181,7 +175,7 @@ class TrainConfig:
             "iterations": row["t_images"] // row["batch_size"],
             "loss": row["loss"],
         }
-        _check_keys(cls, overrides, "train")
+        check_fields(cls, overrides, "train")
         fields.update(overrides)
         return cls(**fields)
 
@@ -200,7 +194,7 @@ class TrainConfig:
             ValueError: on a key that is not a field (naming the allowed keys)
                 or an impossible value.
         """
-        _check_keys(cls, d, "train")
+        check_fields(cls, d, "train")
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
@@ -271,7 +265,7 @@ class EvalConfig:
         Raises:
             ValueError: on a key that is not a field (naming the allowed keys).
         """
-        _check_keys(cls, d, "eval")
+        check_fields(cls, d, "eval")
         return cls(**dict(d))
 
     def replace(self, **changes: Any) -> "EvalConfig":

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from hsbench.errors import ConfigError
+from hsbench.errors import ConfigError, check_fields
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -160,12 +160,7 @@ class SpeedConfig:
             ValueError: (``ConfigError``) on a key that is not a field, naming
                 the allowed keys; on a bad value, naming the field.
         """
-        allowed = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(allowed))
-        if unknown:
-            raise ConfigError(
-                f"unknown speed setting(s) {', '.join(map(repr, unknown))}; allowed keys: {', '.join(allowed)}"
-            )
+        check_fields(cls, d, "speed")
         kwargs = dict(d)
         if kwargs.get("resolution") is not None:
             kwargs["resolution"] = tuple(kwargs["resolution"])

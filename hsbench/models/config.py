@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hsbench.errors import check_fields
+
 #: Backbones accepted by ``ModelConfig.backbone`` (paper Sec. 4, Table 4; issue 2 item 1).
 BACKBONES = (
     "efficientnet_b1",
@@ -79,12 +81,7 @@ class ModelConfig:
         Raises:
             ValueError: on a key that is not a field, naming the allowed keys.
         """
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - allowed)
-        if unknown:
-            raise ValueError(
-                f"unknown model option(s) {unknown}; allowed: {sorted(allowed)}"
-            )
+        check_fields(cls, d, "model")
         d = dict(d)
         if d.get("weight_groups") is not None:
             d["weight_groups"] = tuple(int(g) for g in d["weight_groups"])
