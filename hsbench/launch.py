@@ -88,24 +88,14 @@ def run_submitit(todo: list, *, store: Any, study: Any, dev: str, max_iters: Opt
             for k, (v, seed) in enumerate(todo, start=1):
                 vid = v.variant_id()
                 run_dir = R.run_dir_for(runs_dir, vid, seed, max_iters)
-                head = (f"[{k}/{len(todo)}] {v.name} (variant {index[id(v)] + 1} of {len(study.variants)}, "
-                        f"id {vid}, seed {seed})")
+                head = R._job_head(k, todo, v, seed, study, index)
                 o = R.JobOutcome(v.name, vid, seed, "failed")
                 mine = locks.enter_context(R.claim(run_dir))
-                if not mine:
-                    o.status = "busy"
-                    out(f"{head}: skipped, another process is running it")
-                    outcome.jobs.append(o)
+                admitted = R._admit(store, study, v, seed, o, mine=mine, head=head, out=out, outcome=outcome,
+                                    dev=dev, max_iters=max_iters, force=force, run_dir=run_dir)
+                if admitted is None:
                     continue
-                run_id, record, how, spec = R._prepare(store, study, v, seed, dev=dev, max_iters=max_iters,
-                                                       force=force, run_dir=run_dir)
-                if run_id is None:
-                    o.status = "skipped"
-                    out(f"{head}: skipped, finished by another process")
-                    outcome.jobs.append(o)
-                    continue
-                o.run_id = run_id
-                outcome.jobs.append(o)
+                run_id, record, how, spec = admitted
                 if record is not None:
                     R._store_record(store, run_id, record, o)
                     out(f"{head}: stored the finished {R.RECORD_NAME} of {how}")

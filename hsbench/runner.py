@@ -636,6 +636,37 @@ def _prepare(store: Any, study: Any, v: Any, seed: int, *, dev: str, max_iters: 
     return run_id, record, how, spec
 
 
+def _job_head(k: int, todo: list, v: Any, seed: int, study: Any, index: dict[int, int]) -> str:
+    """The progress prefix of one job: ``[k/n] name (variant i of N, id ..., seed s)``."""
+    return (f"[{k}/{len(todo)}] {v.name} (variant {index[id(v)] + 1} of {len(study.variants)}, "
+            f"id {v.variant_id()}, seed {seed})")
+
+
+def _admit(store: Any, study: Any, v: Any, seed: int, o: JobOutcome, *, mine: bool, head: str, out: Any,
+           outcome: StudyOutcome, dev: str, max_iters: Optional[int], force: bool, run_dir: Path,
+           ) -> tuple[int, Optional[dict[str, Any]], str, dict[str, Any]] | None:
+    """The step both executors share once they tried the run folder's lock.
+
+    Returns ``(run id, stored-but-unsaved record, how, spec)`` (see
+    :func:`_prepare`), or None when the job is skipped: busy in another
+    process, or finished meanwhile. Records ``o`` in ``outcome`` either way.
+    """
+    if not mine:
+        o.status = "busy"
+        out(f"{head}: skipped, another process is running it (lock {run_dir / LOCK_NAME})")
+        outcome.jobs.append(o)
+        return None
+    run_id, record, how, spec = _prepare(store, study, v, seed, dev=dev, max_iters=max_iters,
+                                         force=force, run_dir=run_dir)
+    outcome.jobs.append(o)
+    if run_id is None:
+        o.status = "skipped"
+        out(f"{head}: skipped, finished by another process")
+        return None
+    o.run_id = run_id
+    return run_id, record, how, spec
+
+
 def _store_record(store: Any, run_id: int, record: dict[str, Any], o: JobOutcome) -> None:
     store.finish_run(run_id, **store_payload(record))
     o.status = "finished"
@@ -659,23 +690,14 @@ def _run_local(todo: list, *, store: Any, study: Any, dev: str, max_iters: Optio
     for k, (v, seed) in enumerate(todo, start=1):
         vid = v.variant_id()
         run_dir = run_dir_for(runs_dir, vid, seed, max_iters)
-        head = f"[{k}/{len(todo)}] {v.name} (variant {index[id(v)] + 1} of {len(study.variants)}, id {vid}, seed {seed})"
+        head = _job_head(k, todo, v, seed, study, index)
         o = JobOutcome(v.name, vid, seed, "failed")
         with claim(run_dir) as mine:
-            if not mine:
-                o.status = "busy"
-                out(f"{head}: skipped, another process is running it (lock {run_dir / LOCK_NAME})")
-                outcome.jobs.append(o)
+            admitted = _admit(store, study, v, seed, o, mine=mine, head=head, out=out, outcome=outcome,
+                              dev=dev, max_iters=max_iters, force=force, run_dir=run_dir)
+            if admitted is None:
                 continue
-            run_id, record, how, spec = _prepare(store, study, v, seed, dev=dev, max_iters=max_iters,
-                                                 force=force, run_dir=run_dir)
-            if run_id is None:
-                o.status = "skipped"
-                out(f"{head}: skipped, finished by another process")
-                outcome.jobs.append(o)
-                continue
-            o.run_id = run_id
-            outcome.jobs.append(o)
+            run_id, record, how, spec = admitted
             phase_name = ["start"]
 
             def on_phase(name: str) -> None:
