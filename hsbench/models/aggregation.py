@@ -370,14 +370,14 @@ class LevelFusion(nn.Module):
 
 
 __all__ = [
+    "COUNTED_LEAVES",
+    "OPERATIONS",
     "AffineResample",
     "BilinearSampling",
-    "COUNTED_LEAVES",
     "ConcatReduce",
     "Conv3dFusion",
     "DenseAttention",
     "LevelFusion",
-    "OPERATIONS",
     "ParamSum",
     "PixelKernelConv",
     "PredOP",
