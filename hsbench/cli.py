@@ -44,6 +44,9 @@ _runner.register(app)
 from hsbench.engine import cli as _engine_cli  # noqa: E402
 
 _engine_cli.register(app)
+from hsbench.store import cli as _store_cli  # noqa: E402
+
+_store_cli.register(app)
 # (further sub-packages register here)
 
 

@@ -1,8 +1,10 @@
 """hsbench.store: the results database (SQLAlchemy 2 ORM).
 
 :class:`Store` is the API (open, write a study's runs, read them back);
-:mod:`hsbench.store.schema` the tables and their units. See
-:mod:`hsbench.store.db` for the concurrency and atomicity guarantees.
+:mod:`hsbench.store.schema` the tables and their units;
+:mod:`hsbench.store.engine` which database and how hsbench connects to it
+(SQLite, PostgreSQL, locks, read-only opens); :mod:`hsbench.store.migrations`
+schema revisions and upgrades. See :mod:`hsbench.store.db` for atomicity.
 """
 
 from hsbench.store.db import (
@@ -10,6 +12,7 @@ from hsbench.store.db import (
     DB_ENV_VAR,
     DEFAULT_DB_URL,
     MissingDatabaseError,
+    OutdatedDatabaseError,
     RunDetail,
     RunSummary,
     Store,
@@ -25,6 +28,7 @@ __all__ = [
     "DB_ENV_VAR",
     "DEFAULT_DB_URL",
     "MissingDatabaseError",
+    "OutdatedDatabaseError",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "RunDetail",
