@@ -59,6 +59,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hsbench.errors import StoreError
+from hsbench.reporting.paper import normalize_table_id  # re-exported: hsbench.store.normalize_table_id
 from hsbench.store.schema import (
     RUN_STATUSES,
     SCHEMA_VERSION,
@@ -1085,14 +1086,6 @@ class Store:
             speed=[_row_dict(sp) for sp in row.speeds],
             extra=row.extra,
         )
-
-
-def normalize_table_id(value: Any) -> str:
-    """``"Table 4"``, ``4``, ``"4"`` -> ``"4"``; ``"s3"``, ``"Table S3"`` -> ``"S3"``."""
-    text = str(value).strip().upper()
-    if text.startswith("TABLE"):
-        text = text[5:].strip()
-    return text
 
 
 def _reason(exc: SQLAlchemyError) -> str:
