@@ -37,9 +37,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pytest
 
@@ -76,9 +76,9 @@ class NodeHardware:
     memory_mb: int
 
     @classmethod
-    def detect(cls) -> "NodeHardware":
+    def detect(cls) -> NodeHardware:
         """Parse ``slurmd -C``; fall back to ``os.cpu_count`` and ``/proc/meminfo``."""
-        out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(["slurmd", "-C"], check=False, capture_output=True, text=True, timeout=30).stdout
         kv = dict(re.findall(r"(\w+)=(\S+)", out))
         name = socket.gethostname().split(".")[0]
         try:
@@ -119,7 +119,7 @@ class SlurmCluster:
 
     def cmd(self, *argv: str, check: bool = True, timeout: float = 30) -> str:
         """Run a SLURM client command against this cluster; its stdout."""
-        p = subprocess.run(list(argv), capture_output=True, text=True, env=self.env, timeout=timeout)
+        p = subprocess.run(list(argv), check=False, capture_output=True, text=True, env=self.env, timeout=timeout)
         if check and p.returncode:
             raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.strip()}")
         return p.stdout
@@ -300,13 +300,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def clean_stale(root: Path = Path(tempfile.gettempdir())) -> None:
+def clean_stale(root: Path | None = None) -> None:
     """Remove clusters left by a test process that was killed (SIGKILL skips every finalizer).
 
     The kernel already killed their daemons (``PR_SET_PDEATHSIG``); this ends their job
     steps, found by ``SLURM_CONF`` in their environment, and deletes their folders.
     """
-    for folder in root.glob("hsbench-slurm-*"):
+    for folder in (root or Path(tempfile.gettempdir())).glob("hsbench-slurm-*"):
         try:
             owner = int((folder / "owner.pid").read_text())
         except (OSError, ValueError):
