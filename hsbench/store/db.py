@@ -48,6 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hsbench.errors import StoreError
+from hsbench.reporting.paper import normalize_table_id  # re-exported: hsbench.store.normalize_table_id
 from hsbench.store.engine import (
     BUSY_TIMEOUT_S,
     DB_ENV_VAR,
@@ -1006,12 +1007,6 @@ class Store:
         )
 
 
-def normalize_table_id(value: Any) -> str:
-    """``"Table 4"``, ``4``, ``"4"`` -> ``"4"``; ``"s3"``, ``"Table S3"`` -> ``"S3"``."""
-    text = str(value).strip().upper()
-    if text.startswith("TABLE"):
-        text = text[5:].strip()
-    return text
 
 
 __all__ = [
