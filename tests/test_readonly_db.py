@@ -178,3 +178,17 @@ def test_read_commands_in_a_read_only_folder(tmp_path):
         assert (out / "fps.png").is_file()
     finally:
         os.chmod(folder, 0o755)
+
+
+def test_read_commands_on_postgresql(pg_url, tmp_path, capsys):
+    """`runs list`, `runs show`, `report` and `plot` on a PostgreSQL database, whose
+    read-only transactions the server itself enforces (`hsbench run` on PostgreSQL:
+    tests/test_runner.py::test_two_processes_on_one_database)."""
+    _fill(pg_url)
+    for argv in READ_COMMANDS:
+        argv = [a.format(out=tmp_path) for a in argv]
+        assert main([*argv, "--db", pg_url]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "41.00" in out and "run 1  status: finished" in out
+    assert "| measured | run 1 (seed 0)" in out  # report: the measured row under Table 4
+    assert (tmp_path / "fps.png").stat().st_size > 0
