@@ -1,0 +1,116 @@
+"""The study table (hsbench report --study): aggregates over seeds and paired deltas."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from hsbench.errors import ConfigError
+from hsbench.reporting.measured import MeasuredRecord
+from hsbench.reporting.study_report import (
+    build_study_report, closest_to_paper, config_differences, group_variants, render_study,
+)
+
+_RID = iter(range(1, 10_000))
+
+
+def _rec(label, seed, miou, *, grid="native", fps=5.0, classes=None, backbone="efficientnet_b1"):
+    cfg = {"model": {"template": "camvid-s", "grid_size": grid, "backbone": backbone},
+           "train": {"seed": seed, "iterations": 50}}
+    return MeasuredRecord(
+        run_id=next(_RID), seed=seed, variant_id=f"id-{label}", label=label, studies=["s"],
+        tables={"4"}, knobs={"template": "camvid-s", "backbone": backbone, "dynamic": True,
+                             "positional_encoding": True, "grid": grid, "grid_n": grid,
+                             "groups": None},
+        method="HyperSeg-S", backbone=backbone, miou=miou, split="test", gmacs=2.3,
+        gmacs_counter="thop", params=7.6, theta_w=0.1, fps=fps, latency_ms=1000 / fps,
+        fps_device="cpu", device="cpu: AMD EPYC", train_device="cpu", budget="50 iters",
+        budget_iters=50, max_iters=None, dataset="camvid CamVid 480x360", resolution="480x360",
+        macc=miou + 5, pixel_acc=miou + 40, trimap_miou=miou - 10,
+        class_iou=classes or {"Sky": miou + 20, "Road": miou + 30}, fps_ci=(fps - 0.1, fps + 0.1),
+        config=cfg,
+    )
+
+
+BASE = {0: 30.0, 1: 31.0, 2: 29.5}
+GRID1 = {0: 25.0, 1: 26.5, 3: 24.0}  # seed 2 missing, seed 3 has no partner
+
+
+@pytest.fixture
+def records():
+    recs = [_rec("native", s, v) for s, v in BASE.items()]
+    recs += [_rec("grid1", s, v, grid=1, fps=6.0) for s, v in GRID1.items()]
+    return recs
+
+
+def test_aggregates_and_paired_delta_against_numpy_and_scipy(records):
+    rep = build_study_report("s", records)
+    assert rep.baseline.label == "native"
+    assert "closest to the paper" in rep.baseline_rule
+    g1 = next(v for v in rep.variants if v.label == "grid1")
+    vals = np.array(list(GRID1.values()))
+    assert g1.metrics["miou"].n == 3
+    assert g1.metrics["miou"].mean == pytest.approx(vals.mean())
+    assert g1.metrics["miou"].sd == pytest.approx(vals.std(ddof=1))
+    d = rep.deltas["grid1"]["miou"]
+    deltas = np.array([GRID1[0] - BASE[0], GRID1[1] - BASE[1]])
+    assert d.n == 2 and d.unpaired_variant == (3,) and d.unpaired_baseline == (2,)
+    ci = sps.ttest_1samp(deltas, 0.0).confidence_interval(0.95)
+    assert (d.mean, d.low, d.high) == (pytest.approx(deltas.mean()), pytest.approx(ci.low),
+                                       pytest.approx(ci.high))
+    # per-class IoU aggregates per class
+    assert g1.class_iou["Sky"].mean == pytest.approx(vals.mean() + 20)
+    assert rep.differs["grid1"] == {"model.grid_size": 1}
+    assert any("2 run(s) had no partner" in n for n in rep.notes)
+
+
+def test_declared_baseline_and_unknown_baseline(records):
+    rep = build_study_report("s", records, baseline="grid1")
+    assert rep.baseline.label == "grid1" and rep.baseline_rule == "declared in the study"
+    assert rep.deltas["native"]["miou"].mean == pytest.approx(
+        np.mean([BASE[0] - GRID1[0], BASE[1] - GRID1[1]]))
+    with pytest.raises(ConfigError, match="baseline 'nope' is not a variant.*native, grid1"):
+        build_study_report("s", records, baseline="nope")
+    with pytest.raises(ConfigError, match="no finished runs"):
+        build_study_report("s", [])
+
+
+def test_closest_to_paper_prefers_the_table_s1_configuration():
+    recs = [_rec("lite", 0, 1.0, backbone="tf_efficientnet_lite1"), _rec("b1", 0, 1.0),
+            _rec("b1-grid4", 0, 1.0, grid=4)]
+    assert closest_to_paper(group_variants(recs)).label == "b1"
+
+
+def test_latest_run_of_a_seed_wins():
+    recs = [_rec("v", 0, 10.0), _rec("v", 0, 20.0)]
+    (v,) = group_variants(recs)
+    assert v.metrics["miou"].values == (20.0,)
+
+
+def test_json_is_recomputable_and_text_formats_say_what_they_show(records):
+    rep = build_study_report("s", records)
+    data = json.loads(render_study(rep, "json"))
+    for v in data["variants"]:
+        per_seed = list(v["metrics"]["miou"]["per_seed"].values())
+        assert np.mean(per_seed) == pytest.approx(v["metrics"]["miou"]["mean"])
+        assert np.std(per_seed, ddof=1) == pytest.approx(v["metrics"]["miou"]["sd"])
+    g1 = next(v for v in data["variants"] if v["variant"] == "grid1")
+    assert g1["deltas"]["miou"]["unpaired_variant_seeds"] == [3]
+    md = render_study(rep, "markdown")
+    assert "native (baseline)" in md and "model.grid_size=1" in md
+    assert "(n=2, t)" in md and "Per-class IoU" in md
+    assert "Student's t" in md
+    csv = render_study(rep, "csv")
+    assert "Δ mIoU [%] low" in csv.splitlines()[0]
+    html = render_study(rep, "html", figures=['<?xml version="1.0"?><svg id="fig"></svg>'])
+    assert html.startswith("<!DOCTYPE html>") and '<svg id="fig">' in html
+    assert "<?xml" not in html and "http://" not in html.replace("http://www.w3.org", "")
+    with pytest.raises(ConfigError, match="unknown format"):
+        render_study(rep, "docx")
+
+
+def test_config_differences_ignores_seed_and_data_root():
+    a = {"train": {"seed": 1, "lr": 1e-3}, "data": {"root": "/a"}}
+    b = {"train": {"seed": 2, "lr": 2e-3}, "data": {"root": "/b"}}
+    assert config_differences(a, b) == {"train.lr": 1e-3}
