@@ -114,3 +114,43 @@ def test_config_differences_ignores_seed_and_data_root():
     a = {"train": {"seed": 1, "lr": 1e-3}, "data": {"root": "/a"}}
     b = {"train": {"seed": 2, "lr": 2e-3}, "data": {"root": "/b"}}
     assert config_differences(a, b) == {"train.lr": 1e-3}
+
+
+def _write_study(tmp_path, baseline_line):
+    text = f'''[study]
+name = "b"
+seeds = [0, 1]
+{baseline_line}
+
+[base.model]
+template = "camvid-s"
+
+[base.data]
+dataset = "synthetic"
+
+[[variants]]
+name = "native"
+
+[[variants]]
+name = "grid1"
+model.grid_size = 1
+'''
+    p = tmp_path / "b.toml"
+    p.write_text(text)
+    return p
+
+
+def test_study_declares_its_baseline(tmp_path):
+    from hsbench.studies import load_study
+
+    assert load_study(_write_study(tmp_path, 'baseline = "grid1"')).baseline == "grid1"
+    assert load_study(_write_study(tmp_path, "")).baseline is None
+
+
+def test_study_baseline_must_name_a_variant(tmp_path):
+    from hsbench.studies import StudyError
+    from hsbench.studies import load_study
+
+    with pytest.raises(StudyError, match=r"baseline \"grid2\" is not a variant.*did you mean "
+                                         r"'grid1'.*study.baseline|study.baseline.*grid2"):
+        load_study(_write_study(tmp_path, 'baseline = "grid2"'))
