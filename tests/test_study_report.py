@@ -154,3 +154,56 @@ def test_study_baseline_must_name_a_variant(tmp_path):
     with pytest.raises(StudyError, match=r"baseline \"grid2\" is not a variant.*did you mean "
                                          r"'grid1'.*study.baseline|study.baseline.*grid2"):
         load_study(_write_study(tmp_path, 'baseline = "grid2"'))
+
+
+def _stored_study(url, seeds_native, seeds_grid1, *, baseline=None):
+    from hsbench.store import Store
+
+    spec = '[study]\nname = "abl"\n' + (f'baseline = "{baseline}"\n' if baseline else "")
+    with Store.open(url) as store:
+        store.upsert_study("abl", paper_table="4", spec_toml=spec)
+        for label, grid, values in (("native", "native", seeds_native), ("grid1", 1, seeds_grid1)):
+            cfg = {"model": {"template": "camvid-s", "grid_size": grid}, "data": {"dataset": "camvid"}}
+            store.upsert_variant(f"vid-{label}", cfg, study="abl", label=label)
+            for seed, miou in values.items():
+                rid = store.start_run(f"vid-{label}", study="abl", seed=seed, budget_iters=50,
+                                      device="cpu", dataset="camvid", resolution="480x360")
+                store.finish_run(
+                    rid, metrics={"miou": miou / 100, "macc": 0.5, "split": "test",
+                                  "per_class_iou": {"Sky": 0.8, "Road": None}},
+                    complexity={"params_learned": 7.6e6, "gmacs_thop": 2.3},
+                    speed={"fps": 5.0 + seed, "device": "cpu", "device_name": "AMD EPYC",
+                           "fps_ci_low": 4.9, "fps_ci_high": 5.1})
+
+
+def test_cli_study_report_json_recomputable_from_runs_list(tmp_path):
+    from typer.testing import CliRunner
+
+    from hsbench.cli import app
+
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    _stored_study(url, BASE, GRID1, baseline="grid1")
+    before = (tmp_path / "hs.db").read_bytes()
+    r = CliRunner().invoke(app, ["report", "--study", "abl", "--format", "json", "--db", url])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["baseline"] == "grid1" and data["baseline_rule"] == "declared in the study"
+    runs = CliRunner().invoke(app, ["runs", "list", "--study", "abl", "--format", "json", "--db", url])
+    stored = {(row["label"], row["seed"]): 100 * row["miou"] for row in json.loads(runs.output)}
+    for v in data["variants"]:
+        per_seed = {int(s): x for s, x in v["metrics"]["miou"]["per_seed"].items()}
+        assert per_seed == pytest.approx({s: stored[(v["variant"], s)] for s in per_seed})
+        assert v["metrics"]["miou"]["mean"] == pytest.approx(np.mean(list(per_seed.values())))
+    html_path = tmp_path / "abl.html"
+    r = CliRunner().invoke(app, ["report", "--study", "abl", "--format", "html", "--db", url,
+                                 "--out", str(html_path)])
+    assert r.exit_code == 0, r.output
+    page = html_path.read_text()
+    assert page.count("<svg") == 3 and "<script" not in page and "src=" not in page
+    assert (tmp_path / "hs.db").read_bytes() == before  # reading wrote nothing
+
+
+def test_cli_report_needs_table_or_study(tmp_path):
+    from hsbench.cli import main
+
+    assert main(["report", "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
