@@ -207,3 +207,21 @@ def test_cli_report_needs_table_or_study(tmp_path):
     from hsbench.cli import main
 
     assert main(["report", "--db", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+
+
+def test_paper_table_rows_aggregate_seeds(tmp_path):
+    from hsbench.reporting.tables import build_report, render
+    from hsbench.store import Store
+
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    _stored_study(url, BASE, GRID1)
+    with Store.open(url, create=False) as store:
+        rep = build_report("4", store, study="abl")
+    measured = rep.frame[rep.frame["source"] == "measured"]
+    assert len(measured) == 2 == rep.n_measured  # one row per variant, not per seed
+    native = measured[measured["method"].str.contains(r"\[native\]")].iloc[0]
+    vals = np.array(list(BASE.values()))
+    assert native["mIoU [%]"] == pytest.approx(vals.mean())
+    assert native["mIoU sd [pp]"] == pytest.approx(vals.std(ddof=1))
+    assert native["n seeds"] == "3" and native["cite"].endswith("(seeds 0, 1, 2)")
+    assert "mean over its seeds" in render(rep, "markdown")
