@@ -433,7 +433,7 @@ class _Parser:
         """Type-check one value (and convert ``"WxH"`` strings); return what the config gets."""
         hint = FIELDS[s.section][s.field]
         if (s.section, s.field) in WH_FIELDS and isinstance(value, str):
-            from hsbench.measure.config import parse_resolution
+            from hsbench.values import parse_resolution
 
             try:
                 value = list(parse_resolution(value))
@@ -554,7 +554,7 @@ class _Parser:
         if table is not None:
             if isinstance(table, bool) or not isinstance(table, (str, int)):
                 raise self.error(f"table must be a string such as \"S2\", got {_type_name(table)}", ("study", "table"))
-            from hsbench.store.db import normalize_table_id
+            from hsbench.reporting.paper import normalize_table_id
 
             table = normalize_table_id(table)
             if table not in PAPER_TABLES:

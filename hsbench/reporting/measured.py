@@ -32,9 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hsbench.reporting.paper import TABLES, PaperRow, PaperTable
+from hsbench.reporting.paper import TABLES, PaperRow, PaperTable, normalize_table_id
 from hsbench.errors import StoreError
-from hsbench.store import RunDetail, Store, normalize_resolution, normalize_table_id
+from hsbench.store import RunDetail, Store, normalize_resolution
 
 #: Template -> its default backbone (supplement Table S1).
 TEMPLATE_BACKBONE = {

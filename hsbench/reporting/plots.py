@@ -30,8 +30,8 @@ import pandas as pd
 from hsbench.errors import ConfigError
 from hsbench.outputs import atomic_output, check_output_path
 from hsbench.reporting.measured import measured_records
-from hsbench.reporting.paper import PAPER_GPU, TABLES
-from hsbench.store import Store, normalize_table_id
+from hsbench.reporting.paper import PAPER_GPU, TABLES, normalize_table_id
+from hsbench.store import Store
 
 #: kind -> (x key, x axis label).
 PLOT_KINDS: dict[str, tuple[str, str]] = {
