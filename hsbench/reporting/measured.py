@@ -88,6 +88,16 @@ class MeasuredRecord:
     dataset: str
     resolution: str | None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: mean class accuracy, pixel accuracy and trimap mIoU, percent (None when not stored).
+    macc: float | None = None
+    pixel_acc: float | None = None
+    trimap_miou: float | None = None
+    #: class name -> IoU, percent (None = undefined for that class).
+    class_iou: dict[str, float | None] = field(default_factory=dict)
+    #: the run's own FPS bootstrap interval over repeats (low, high), frames/s.
+    fps_ci: tuple[float, float] | None = None
+    #: the variant's resolved config (nested dicts, as stored).
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fps_on_gpu(self) -> bool:
@@ -236,7 +246,20 @@ def to_record(d: RunDetail) -> MeasuredRecord:
     if not knobs["dynamic"]:
         method += " w/o DPWConv"
     dataset = " ".join(str(x) for x in (dataset_name, r.dataset_version) if x) or "unknown dataset"
+    def pct(x: Any) -> float | None:
+        return None if x is None else 100.0 * x
+
+    class_iou = met.get("per_class_iou") or {}
+    if isinstance(class_iou, list):
+        class_iou = {str(i): v for i, v in enumerate(class_iou)}
+    fps_ci = (sp.get("fps_ci_low"), sp.get("fps_ci_high"))
     return MeasuredRecord(
+        macc=pct(met.get("macc")),
+        pixel_acc=pct(met.get("pixel_acc")),
+        trimap_miou=pct(met.get("trimap_miou")),
+        class_iou={str(k): pct(v) for k, v in class_iou.items()},
+        fps_ci=None if None in fps_ci else (float(fps_ci[0]), float(fps_ci[1])),
+        config=d.config,
         run_id=r.id,
         seed=r.seed,
         variant_id=r.variant_id,
