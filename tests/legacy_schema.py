@@ -8,8 +8,8 @@ current ORM (:mod:`hsbench.store.schema`) has become. 0.1.0 also wrote one
 
 ``tests/data/hsbench-0.1.0/rows.json`` holds every row of a database that hsbench
 0.1.0 itself wrote (``hsbench run`` of ``legacy.toml`` there, 2 variants on synthetic
-data), and ``report-table4.md`` what 0.1.0's ``hsbench report --table 4`` printed
-for it.
+data; ``legacy.toml``, plus one failed run), and ``report-table4.json`` what 0.1.0's
+``hsbench report --table 4 --format json`` printed for it.
 """
 
 from __future__ import annotations

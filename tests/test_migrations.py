@@ -190,29 +190,48 @@ def test_revision_0001_is_the_0_1_0_schema(db_url):
     assert diff == []
 
 
+def _measured_rows(report_json: str) -> dict[str, dict]:
+    """The measured rows of a ``report --format json`` output, by their cite ("run 1 (seed 0)")."""
+    return {r["cite"]: r for r in json.loads(report_json)["rows"] if r["source"] == "measured"}
+
+
+def _check_as_0_1_0_reported(report_json: str) -> None:
+    """Every measured row 0.1.0 reported for its database is reported again, each value
+    in a column 0.1.0 had unchanged (columns added since are allowed)."""
+    expected = _measured_rows((DATA / "report-table4.json").read_text(encoding="utf-8"))
+    got = _measured_rows(report_json)
+    assert sorted(got) == sorted(expected) == ["run 1 (seed 0)", "run 2 (seed 0)"]
+    for cite, old in expected.items():
+        common = set(old) & set(got[cite])
+        assert {"mIoU [%]", "FPS measured [frames/s]", "Params [M]", "device"} <= common
+        assert {k: got[cite][k] for k in common} == {k: old[k] for k in common}, cite
+
+
 def test_0_1_0_database_upgrades_with_every_row_kept(db_url, tmp_path, monkeypatch, capsys):
     """A database written by hsbench 0.1.0 is recognised, upgraded in place by
-    `hsbench db upgrade`, keeps every row, and `hsbench report` prints what 0.1.0 printed."""
+    `hsbench db upgrade`, keeps every row, and `hsbench report` prints the same table
+    before and after (and the values 0.1.0 itself reported)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HSBENCH_DB", raising=False)
     build_0_1_0_database(db_url)
     before = _read_legacy_columns(db_url)
     fixture = _legacy_rows()
     assert {k: len(v) for k, v in before.items()} == {k: len(v) for k, v in fixture.items()}
-    assert len(before["runs"]) >= 2 and len(before["speed"]) >= 2
-    report_0_1_0 = (DATA / "report-table4.md").read_text(encoding="utf-8")
+    assert len(before["runs"]) == 3 and len(before["speed"]) == 2
     head = migrations.head_revision()
     report = ["report", "--table", "4", "--db", db_url]
 
     assert main(["db", "current", "--db", db_url]) == 0
     assert "schema revision 0001" in capsys.readouterr().out
     code = main(report)
-    out, err = capsys.readouterr()
+    table_before, err = capsys.readouterr()
     if head == migrations.LEGACY_REVISION:  # same schema: 0.1.0's database is read as it is
         assert code == 0, err
-        assert out == report_0_1_0
+        assert main([*report, "--format", "json"]) == 0
+        _check_as_0_1_0_reported(capsys.readouterr().out)
     else:  # a newer schema: refused with the command, nothing written
         assert code == 2 and f"hsbench db upgrade --db {shlex.quote(db_url)}" in err
+        table_before = None
     assert _read_legacy_columns(db_url) == before
 
     assert main(["db", "upgrade", "--db", db_url]) == 0
@@ -229,7 +248,11 @@ def test_0_1_0_database_upgrades_with_every_row_kept(db_url, tmp_path, monkeypat
     assert after == before  # every row, every 0.1.0 column, unchanged
 
     assert main(report) == 0
-    assert capsys.readouterr().out == report_0_1_0
+    table_after = capsys.readouterr().out
+    if table_before is not None:
+        assert table_after == table_before
+    assert main([*report, "--format", "json"]) == 0
+    _check_as_0_1_0_reported(capsys.readouterr().out)
     assert main(["runs", "list", "--db", db_url]) == 0
     listed = capsys.readouterr().out.splitlines()[2:]  # the table's body
     assert [line.split()[0] for line in listed] == [str(r["id"]) for r in fixture["runs"]]
