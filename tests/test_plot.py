@@ -112,11 +112,11 @@ def test_ablation_series_orders_the_axis_and_labels_values():
 
 
 def test_estimate_is_mean_sample_sd_and_n():
-    e = Estimate.of([1.0, 2.0, 4.0])
+    e = Estimate.of({0: 1.0, 1: 2.0, 2: 4.0, 3: None})
     assert (e.mean, e.sd, e.n) == (pytest.approx(7 / 3), pytest.approx(np.std([1, 2, 4], ddof=1)), 3)
-    assert Estimate.of([5.0]) == Estimate(5.0, None, 1)
+    assert Estimate.of({7: 5.0}) == Estimate(5.0, None, 1)
     with pytest.raises(ValueError):
-        Estimate.of([])
+        Estimate.of({})
 
 
 # --------------------------------------------------------------------------- points

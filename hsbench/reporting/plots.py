@@ -49,16 +49,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hsbench.errors import ConfigError
+from hsbench.outputs import atomic_output, check_output_path
 from hsbench.reporting.measured import MeasuredRecord, measured_records
-from hsbench.reporting.paper import PAPER_GPU, TABLES, PaperRow
-from hsbench.store import Store, normalize_table_id
+from hsbench.reporting.paper import PAPER_GPU, TABLES, PaperRow, normalize_table_id
+from hsbench.reporting.stats import aggregate
+from hsbench.store import Store
 
 
 # --------------------------------------------------------------------------- kinds
@@ -202,17 +203,16 @@ class Estimate:
     n: int = 1
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Estimate:
-        """Mean, sample sd (n - 1 in the denominator) and n of ``values``.
+    def of(cls, by_seed: Mapping[int, float | None]) -> Estimate:
+        """Mean, sample sd and n over seeds (:func:`hsbench.reporting.stats.aggregate`).
 
         Raises:
-            ValueError: ``values`` is empty.
+            ValueError: no seed has a finite value.
         """
-        vals = [float(v) for v in values]
-        if not vals:
-            raise ValueError("an Estimate needs at least one value")
-        sd = statistics.stdev(vals) if len(vals) > 1 else None
-        return cls(statistics.fmean(vals), sd, len(vals))
+        agg = aggregate(by_seed)
+        if agg.mean is None:
+            raise ValueError("an Estimate needs at least one finite value")
+        return cls(agg.mean, agg.sd, agg.n)
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,8 @@ def points_from_records(records: Sequence[MeasuredRecord], kind: str,
                         study: str | None = None) -> list[MeasuredPoint]:
     """Group ``records`` into one :class:`MeasuredPoint` per variant (mean, sd, n over seeds).
 
-    Runs group when they share variant, study, dataset and version, FPS
+    ``records`` hold the latest finished run of each (variant, seed), as
+    :func:`hsbench.reporting.measured.measured_records` returns them. Runs group when they share variant, study, dataset and version, FPS
     device (fps kind only) and budget; runs without mIoU or the kind's x are
     left out. ``study`` names the study the points are drawn for (else each
     record's first study by name).
@@ -364,8 +365,8 @@ def points_from_records(records: Sequence[MeasuredRecord], kind: str,
         first = recs[0]
         out.append(MeasuredPoint(
             label=first.label,
-            x=Estimate.of([getattr(r, pk.x) for r in recs]),
-            miou=Estimate.of([r.miou for r in recs]),
+            x=Estimate.of({r.seed: getattr(r, pk.x) for r in recs}),
+            miou=Estimate.of({r.seed: r.miou for r in recs}),
             dataset=ds, dataset_version=version, split=first.split, device=device,
             study=st, budget=budget, knobs=dict(first.knobs), variant_id=vid,
             run_ids=tuple(r.run_id for r in recs),
@@ -911,19 +912,37 @@ def check_out_path(out: str | os.PathLike[str]) -> Path:
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = DEFAULT_DPI) -> Path:
-    """Write ``fig`` to ``path`` (format from the suffix) reproducibly: no dates in svg/pdf.
+    """Write ``fig`` to ``path`` (format from the suffix), atomically and reproducibly.
 
+    No dates in svg/pdf, so that the same figure gives the same bytes; the
+    file appears whole or not at all (:func:`hsbench.outputs.atomic_output`).
     Call inside :func:`plot_style` (the PDF font type is read at save time).
+
+    Raises:
+        ConfigError: unknown suffix or dpi, or the file cannot be written.
     """
     path = Path(path)
     fmt = check_format(path.suffix)
     metadata = {"png": {"Software": None}, "svg": {"Date": None},
                 "pdf": {"CreationDate": None, "ModDate": None}}[fmt]
     try:
-        fig.savefig(path, dpi=check_dpi(dpi), format=fmt, metadata=metadata)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=check_dpi(dpi), format=fmt, metadata=metadata)
     except OSError as exc:
         raise ConfigError(f"cannot write plot {str(path)!r}: {exc.strerror or exc}") from None
     return path
+
+
+def figure_svg(kind: str, store: Store | None = None, *, study: str | None = None,
+               width: str | float = "page") -> str:
+    """Plot ``kind`` as an SVG document (text as paths: no font needed), e.g. for HTML reports."""
+    import io
+
+    with plot_style(width):
+        fig = make_figure(kind, store, study=study, width=width)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return buf.getvalue()
 
 
 def save_plot(
@@ -940,13 +959,16 @@ def save_plot(
     """Draw ``kind`` and write it to ``out`` (default :func:`default_out`); the path.
 
     Raises:
-        ConfigError: unknown kind, format or width, bad suffix, unwritable path.
+        ConfigError: unknown kind, format or width, bad suffix, unwritable path,
+            or ``out`` is the results database.
         StoreError: unknown study.
     """
     check_kind(kind)
     check_width(width)
     check_dpi(dpi)
     path = check_out_path(resolve_out(kind, study, out, fmt))
+    if store is not None:
+        check_output_path(path, db_url=store.url)  # never the results database
     if store is not None and study is not None:
         store.get_study(study)  # unknown study -> StoreError before drawing
     with plot_style(width):
@@ -990,5 +1012,6 @@ __all__ = [
     "resolve_out",
     "check_out_path",
     "save_figure",
+    "figure_svg",
     "save_plot",
 ]
