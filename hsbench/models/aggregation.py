@@ -70,6 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsbench.errors import ConfigError
 from hsbench.models.config import FUSIONS
 
 
@@ -333,13 +334,13 @@ class LevelFusion(nn.Module):
         op: the aggregation operation (None for ``concat``).
 
     Raises:
-        ValueError: for an unknown ``fusion``.
+        ConfigError: for an unknown ``fusion``.
     """
 
     def __init__(self, fusion: str, skip_channels: int, coarse_channels: int):
         super().__init__()
         if fusion not in FUSIONS:
-            raise ValueError(f"fusion={fusion!r} is not supported; allowed: {', '.join(FUSIONS)}")
+            raise ConfigError(f"fusion={fusion!r} is not supported; allowed: {', '.join(FUSIONS)}")
         self.fusion = fusion
         self.project: nn.Module | None = None
         self.op: nn.Module | None = None
