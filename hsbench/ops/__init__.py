@@ -1,5 +1,27 @@
-"""Operators of HyperSeg: the dynamic patch-wise convolution (paper Sec. 3.3)."""
+"""Operators of HyperSeg: the dynamic patch-wise convolution (paper Sec. 3.3) and the fused meta block.
 
-from hsbench.ops.patchwise import patch_bounds, patchwise_conv2d, patchwise_conv2d_reference
+``patchwise_conv2d`` and ``meta_block_conv`` take ``backend="auto" | "reference" |
+"torch" | "triton"`` (or ``$HSBENCH_DPW_BACKEND``); see :mod:`hsbench.ops.backends`.
+"""
 
-__all__ = ["patch_bounds", "patchwise_conv2d", "patchwise_conv2d_reference"]
+from hsbench.ops.backends import BACKENDS, ENV_VAR, resolve_backend
+from hsbench.ops.block import BORDERS, meta_block_reference
+from hsbench.ops.dispatch import meta_block_conv, patchwise_conv2d
+from hsbench.ops.patchwise import (
+    patch_bounds,
+    patchwise_conv2d_batched,
+    patchwise_conv2d_reference,
+)
+
+__all__ = [
+    "BACKENDS",
+    "BORDERS",
+    "ENV_VAR",
+    "meta_block_conv",
+    "meta_block_reference",
+    "patch_bounds",
+    "patchwise_conv2d",
+    "patchwise_conv2d_batched",
+    "patchwise_conv2d_reference",
+    "resolve_backend",
+]
