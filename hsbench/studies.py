@@ -29,6 +29,9 @@ evaluated as Python)::
     name = "grid16_pe"
     model.grid_size = 16
 
+    [launch]                          # optional: SLURM resources of --executor submitit jobs
+    cpus_per_task = 4                 # (hsbench.resources.LaunchConfig; hsbench run options win)
+
 Semantics
     The variants are ``rows x product(axes)``: each ``[[variants]]`` table is
     a row (``[base]`` alone is the one row when there are none) and every
@@ -61,6 +64,7 @@ Validation (before anything runs or is written)
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import re
@@ -77,11 +81,12 @@ from hsbench.engine.config import EvalConfig, TrainConfig, _table1_key
 from hsbench.errors import ConfigError, DataError
 from hsbench.measure.config import SpeedConfig
 from hsbench.models.config import ModelConfig
+from hsbench.resources import LaunchConfig
 
 #: Paper tables a study may name (paper Tables 2-4, supplement Tables S2, S3).
 PAPER_TABLES = ("2", "3", "4", "S2", "S3")
 #: Keys allowed at the top level of a study file.
-TOP_KEYS = ("study", "base", "axes", "variants", "seeds")
+TOP_KEYS = ("study", "base", "axes", "variants", "seeds", "launch")
 #: Keys allowed in ``[study]``.
 STUDY_KEYS = ("name", "description", "table", "seeds")
 #: Smallest input side the model accepts, pixels (HyperSeg.MIN_SIZE).
@@ -322,6 +327,8 @@ class Study:
         text: the file's text (stored with the study).
         variants: the fully resolved variants, in file order (rows, then axis product).
         seeds: training seeds; every variant runs once per seed.
+        launch: the ``[launch]`` table: SLURM resources of the study's jobs
+            (:class:`hsbench.resources.LaunchConfig`; all defaults without one).
     """
 
     name: str
@@ -331,6 +338,7 @@ class Study:
     text: str
     variants: tuple[Variant, ...]
     seeds: tuple[int, ...]
+    launch: LaunchConfig = LaunchConfig()
 
     def jobs(self) -> list[tuple[Variant, int]]:
         """``(variant, seed)`` pairs in run order: variant by variant, seed by seed."""
@@ -455,6 +463,7 @@ class _Parser:
                 raise self.error(f"unknown top-level key {key!r}" + _did_you_mean(key, TOP_KEYS), (key,))
 
         name, description, table, seeds = self._study(doc)
+        launch = self._launch(doc)
         base = self._base(doc)
         axes = self._axes(doc)
         rows = self._rows(doc)
@@ -495,6 +504,7 @@ class _Parser:
             text=self.text,
             variants=tuple(variants),
             seeds=seeds,
+            launch=launch,
         )
 
     def _study(self, doc: dict[str, Any]) -> tuple[str, str | None, str | None, tuple[int, ...]]:
@@ -546,6 +556,23 @@ class _Parser:
         if len(set(raw)) != len(raw):
             raise self.error(f"seeds has duplicates: {_toml_value(raw)}", seeds_path)
         return name, desc, table, tuple(raw)
+
+    def _launch(self, doc: dict[str, Any]) -> LaunchConfig:
+        table = doc.get("launch", {})
+        if not isinstance(table, dict):
+            raise self.error(f"launch must be a table of SLURM resources, got {_type_name(table)}", ("launch",))
+        allowed = [f.name for f in dataclasses.fields(LaunchConfig)]
+        for key, value in table.items():
+            if key not in allowed:
+                raise self.error(f"unknown [launch] key {key!r}" + _did_you_mean(key, allowed), ("launch", key))
+            try:
+                LaunchConfig(**{key: value})
+            except ConfigError as exc:
+                raise self.error(f"{exc}", ("launch", key)) from None
+        try:
+            return LaunchConfig.from_dict(table)
+        except ConfigError as exc:
+            raise self.error(str(exc), ("launch",)) from None
 
     def _base(self, doc: dict[str, Any]) -> list[_Setting]:
         base = doc.get("base", {})

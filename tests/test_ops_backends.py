@@ -5,11 +5,14 @@ both patch-border rules (paper Sec. 3.3 / the authors' release), weight grids in
 either memory format; plus backend selection by argument and $HSBENCH_DPW_BACKEND.
 """
 
+import functools
+
 import pytest
 import torch
 
 from hsbench.ops import (
     ENV_VAR,
+    channel_affine,
     meta_block_conv,
     meta_block_reference,
     patchwise_conv2d,
@@ -34,64 +37,68 @@ def _grid(b, c_out, c_in, k, grid, gen, channels_last=False):
 
 
 def _block(size, grid, c_in=5, c_h=7, c_out=3, b=2, seed=0, channels_last=False):
+    """x, w1, w2, w3 and per-channel biases of a meta block (float64)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(b, c_in, *size, generator=gen, dtype=torch.float64)
     w1 = _grid(b, c_h, c_in, 1, grid, gen, channels_last)
-    wd = _grid(b, c_h, 1, 3, grid, gen, channels_last)
-    w2 = _grid(b, c_out, c_h, 1, grid, gen, channels_last)
-    b1, bd, b2 = (torch.randn(b, c, *grid, generator=gen, dtype=torch.float64) for c in (c_h, c_h, c_out))
-    return x, w1, b1, wd, bd, w2, b2
+    w2 = _grid(b, c_h, 1, 3, grid, gen, channels_last)
+    w3 = _grid(b, c_out, c_h, 1, grid, gen, channels_last)
+    biases = tuple(torch.randn(c, generator=gen, dtype=torch.float64) for c in (c_h, c_h, c_out))
+    return x, w1, w2, w3, biases
+
+
+def _reference(x, w1, w2, w3, biases, **kw):
+    norms = [functools.partial(channel_affine, shift=b) for b in biases]
+    return meta_block_reference(x, w1, w2, w3, norms, **kw)
+
+
+def _patch_grid(b, c, grid, gen):
+    return torch.randn(b, c, *grid, generator=gen, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("size,grid", CASES)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_patch_major_layers_equal_reference(size, grid, channels_last):
-    x, w1, b1, wd, bd, _, _ = _block(size, grid, channels_last=channels_last)
+    x, w1, w2, _, _ = _block(size, grid, channels_last=channels_last)
+    gen = torch.Generator().manual_seed(3)
+    b1, b2 = _patch_grid(2, 7, grid, gen), _patch_grid(2, 7, grid, gen)
     with torch.no_grad():
         got = patchwise_conv2d(x, w1, b1, backend="torch")
         torch.testing.assert_close(got, patchwise_conv2d_reference(x, w1, b1))
         h = torch.randn_like(got)
-        got = patchwise_conv2d(h, wd, bd, padding=1, groups=h.shape[1], backend="torch")
-        torch.testing.assert_close(got, patchwise_conv2d_reference(h, wd, bd, padding=1, groups=h.shape[1]))
-        torch.testing.assert_close(patchwise_conv2d(x, w1, None, backend="torch"), patchwise_conv2d_reference(x, w1))
+        got = patchwise_conv2d(h, w2, b2, padding=1, groups=7, backend="torch")
+        torch.testing.assert_close(got, patchwise_conv2d_reference(h, w2, b2, padding=1, groups=7))
+        torch.testing.assert_close(patchwise_conv2d(x, w1, backend="torch"), patchwise_conv2d_reference(x, w1))
 
 
 @pytest.mark.parametrize("size,grid", CASES)
 @pytest.mark.parametrize("border", ["paper", "release"])
-def test_fused_meta_block_equals_reference(size, grid, border):
-    args = _block(size, grid, channels_last=True)
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+def test_fused_meta_block_equals_reference(size, grid, border, padding_mode):
+    if padding_mode == "reflect" and min(size) < 2:
+        pytest.skip("reflect needs 2 pixels")
+    x, w1, w2, w3, biases = _block(size, grid, channels_last=True)
+    kw = {"border": border, "padding_mode": padding_mode}
     with torch.no_grad():
-        got = meta_block_conv(*args, border=border, backend="torch")
-        ref = meta_block_reference(*args, border=border)
+        got = meta_block_conv(x, w1, w2, w3, biases, backend="torch", **kw)
+        ref = _reference(x, w1, w2, w3, biases, **kw)
     assert got.shape == (2, 3, *size)
     torch.testing.assert_close(got, ref)
 
 
-def test_border_rules_differ_exactly_at_patch_borders():
-    """Interior pixels (two away from any patch border) agree; patch-border pixels do not."""
-    args = _block((12, 12), (2, 2), seed=1)
-    paper = meta_block_reference(*args, border="paper")
-    release = meta_block_reference(*args, border="release")
-    diff = (paper - release).abs().amax(dim=(0, 1))
-    border = torch.zeros(12, 12, dtype=torch.bool)
-    border[5:7, :] = True
-    border[:, 5:7] = True
-    assert diff[~border].max() < 1e-12
-    assert (diff[border] > 1e-6).all()
-
-
-def test_reference_meta_block_is_three_reference_layers():
-    x, w1, b1, wd, bd, w2, b2 = _block((8, 10), (2, 5))
-    h = patchwise_conv2d_reference(x, w1, b1).clamp(0, 6)
-    h = patchwise_conv2d_reference(h, wd, bd, padding=1, groups=7).clamp(0, 6)
-    torch.testing.assert_close(meta_block_reference(x, w1, b1, wd, bd, w2, b2), patchwise_conv2d_reference(h, w2, b2))
+def test_fused_meta_block_residual_and_no_biases():
+    x, w1, w2, w3, _ = _block((8, 6), (2, 3), c_out=5)
+    with torch.no_grad():
+        got = meta_block_conv(x, w1, w2, w3, residual=True, backend="torch")
+    torch.testing.assert_close(got, meta_block_reference(x, w1, w2, w3, residual=True))
 
 
 def test_training_path_has_gradients_equal_to_reference():
-    args = [t.float().requires_grad_() for t in _block((8, 8), (2, 2))]
+    x, w1, w2, w3, biases = _block((8, 8), (2, 2))
+    args = [t.float().requires_grad_() for t in (x, w1, w2, w3, *biases)]
     ref_args = [t.detach().clone().requires_grad_() for t in args]
-    out = meta_block_conv(*args, backend="torch")
-    ref = meta_block_reference(*ref_args)
+    out = meta_block_conv(*args[:4], args[4:], backend="torch")
+    ref = _reference(*ref_args[:4], ref_args[4:])
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
     out.sum().backward()
     ref.sum().backward()
@@ -115,5 +122,8 @@ def test_backend_choice_and_environment(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="TRITON_INTERPRET"):
         resolve_backend("triton", device_type="cpu")
+    x, w1, w2, w3, biases = _block((4, 4), (1, 1))
     with pytest.raises(ValueError, match="border"):
-        meta_block_conv(*_block((4, 4), (1, 1)), border="halo")
+        meta_block_conv(x, w1, w2, w3, biases, border="halo")
+    with pytest.raises(ValueError, match="per-channel"):
+        meta_block_conv(x, w1, w2, w3, (biases[0], biases[1], biases[0]))

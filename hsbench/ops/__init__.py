@@ -1,12 +1,17 @@
-"""Operators of HyperSeg: the dynamic patch-wise convolution (paper Sec. 3.3) and the fused meta block.
+"""Operators of HyperSeg: the dynamic patch-wise convolution (paper Sec. 3.3) and the meta block (Sec. 3.2).
 
 ``patchwise_conv2d`` and ``meta_block_conv`` take ``backend="auto" | "reference" |
 "torch" | "triton"`` (or ``$HSBENCH_DPW_BACKEND``); see :mod:`hsbench.ops.backends`.
 """
 
 from hsbench.ops.backends import BACKENDS, ENV_VAR, resolve_backend
-from hsbench.ops.block import BORDERS, meta_block_reference
 from hsbench.ops.dispatch import meta_block_conv, patchwise_conv2d
+from hsbench.ops.meta_block_ref import (
+    BORDERS,
+    channel_affine,
+    meta_block_reference,
+    meta_block_torch,
+)
 from hsbench.ops.patchwise import (
     patch_bounds,
     patchwise_conv2d_batched,
@@ -17,8 +22,10 @@ __all__ = [
     "BACKENDS",
     "BORDERS",
     "ENV_VAR",
+    "channel_affine",
     "meta_block_conv",
     "meta_block_reference",
+    "meta_block_torch",
     "patch_bounds",
     "patchwise_conv2d",
     "patchwise_conv2d_batched",

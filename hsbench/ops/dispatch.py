@@ -9,14 +9,22 @@ tests/test_triton_kernels.py).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import torch
 
 from hsbench.ops import patch_major
 from hsbench.ops.backends import check_backend, resolve_backend
-from hsbench.ops.block import check_block_args, meta_block_reference, relu6
+from hsbench.ops.meta_block_ref import (
+    Border,
+    channel_affine,
+    check_meta_block_args,
+    meta_block_reference,
+    meta_block_torch,
+)
 from hsbench.ops.patchwise import (
     check_patchwise_args,
-    patch_bounds,
     patchwise_conv2d_batched,
     patchwise_conv2d_reference,
 )
@@ -79,65 +87,76 @@ def patchwise_conv2d(
     return patchwise_conv2d_batched(x, weight, bias, **kw)
 
 
+def _shift(bias: torch.Tensor | None):
+    return None if bias is None else functools.partial(channel_affine, shift=bias)
+
+
 def meta_block_conv(
     x: torch.Tensor,
-    w_pw1: torch.Tensor,
-    b_pw1: torch.Tensor | None,
-    w_dw: torch.Tensor,
-    b_dw: torch.Tensor | None,
-    w_pw2: torch.Tensor,
-    b_pw2: torch.Tensor | None,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    w3: torch.Tensor,
+    biases: Sequence[torch.Tensor | None] = (None, None, None),
     *,
-    border: str = "paper",
+    border: Border = "paper",
+    padding_mode: str = "zeros",
+    residual: bool = False,
     backend: str = "auto",
 ) -> torch.Tensor:
-    """A BN-folded full meta block, pw1 -> ReLU6 -> dw 3x3 -> ReLU6 -> pw2 (paper Sec. 3.2, Fig. 3a).
+    """A full meta block with its BNs folded into per-channel biases (paper Fig. 3a, supplement Sec. E).
 
-    No residual: the caller adds it. The two patch-border rules are defined in
-    :mod:`hsbench.ops.block`; the CPU formulation in :mod:`hsbench.ops.patch_major`.
-    ``"torch"`` uses the differentiable per-op path when a gradient is needed
-    (the release rule then runs the reference) and for the paper rule on a grid
-    that does not divide the map.
+    ``y = pw2(ReLU6(dw(ReLU6(pw1(x) + b1)) + b2)) + b3`` (+ ``x`` when
+    ``residual``), every convolution patch-wise; the border rules and the
+    image-border padding are those of :mod:`hsbench.ops.meta_block_ref`, whose
+    :func:`~hsbench.ops.meta_block_ref.meta_block_reference` (norms = the
+    biases) is the ``"reference"`` backend.
 
     Args:
         x: (B, C_in, H, W).
-        w_pw1: (B, C_h, C_in, 1, 1, N_h, N_w); b_pw1: (B, C_h, N_h, N_w) or None.
-        w_dw: (B, C_h, 1, 3, 3, N_h, N_w); b_dw: (B, C_h, N_h, N_w) or None.
-        w_pw2: (B, C_out, C_h, 1, 1, N_h, N_w); b_pw2: (B, C_out, N_h, N_w) or None.
-        border: ``"paper"`` or ``"release"`` (halo rule at patch borders).
+        w1: pw1 weight grid, (B, C_hid, C_in, 1, 1, N_h, N_w).
+        w2: depth-wise weight grid, (B, C_hid, 1, K, K, N_h, N_w), K odd.
+        w3: pw2 weight grid, (B, C_out, C_hid, 1, 1, N_h, N_w).
+        biases: per-channel biases after pw1, dw and pw2, (C_hid,), (C_hid,),
+            (C_out,), each or None: the folded BN shifts (:meth:`MetaBlock.fuse_bn_`).
+        border: ``"paper"`` or ``"release"``.
+        padding_mode: ``"zeros"`` or ``"reflect"`` (the dw input at the image border).
+        residual: add ``x`` (needs C_out == C_in).
         backend: ``"auto"``, ``"reference"``, ``"torch"`` or ``"triton"``
-            (:mod:`hsbench.ops.backends`; ``$HSBENCH_DPW_BACKEND`` replaces ``"auto"``).
+            (:mod:`hsbench.ops.backends`). ``"torch"`` runs the patch-major
+            inference formulation (:mod:`hsbench.ops.patch_major`) for 3x3
+            kernels without autograd and the batched, differentiable
+            :func:`~hsbench.ops.meta_block_ref.meta_block_torch` otherwise.
 
     Returns:
         (B, C_out, H, W).
 
     Raises:
         ValueError: inconsistent shapes, a grid larger than the map, an unknown
-            border rule or backend, or a backend that cannot run here.
+            border rule, padding mode or backend, or a backend that cannot run here.
     """
     check_backend(backend)
-    check_block_args(x, w_pw1, b_pw1, w_dw, b_dw, w_pw2, b_pw2, border)
-    tensors = (x, w_pw1, b_pw1, w_dw, b_dw, w_pw2, b_pw2)
-    needs_grad = _needs_grad(*tensors)
+    if len(biases) != 3:
+        raise ValueError(f"biases must hold 3 entries (after pw1, dw, pw2), got {len(biases)}")
+    for name, bias, c in zip(("b1", "b2", "b3"), biases, (w1.shape[1], w1.shape[1], w3.shape[1])):
+        if bias is not None and tuple(bias.shape) != (c,):
+            raise ValueError(f"bias {name} must be per-channel, shape ({c},), got {tuple(bias.shape)}")
+    norms = tuple(_shift(b) for b in biases)
+    kw = {"border": border, "padding_mode": padding_mode, "residual": residual}
+    needs_grad = _needs_grad(x, w1, w2, w3, *biases)
     name = resolve_backend(backend, device_type=x.device.type, needs_grad=needs_grad)
-    h, w = x.shape[-2:]
-    n_h, n_w = w_pw1.shape[-2:]
-    patch_bounds(h, n_h)
-    patch_bounds(w, n_w)
     if name == "reference":
-        return meta_block_reference(*tensors, border=border)
+        return meta_block_reference(x, w1, w2, w3, norms, **kw)
     if name == "triton":
+        if padding_mode != "zeros" or w2.shape[3] != 3:
+            raise ValueError("DPWConv backend 'triton' runs 3x3 meta blocks with zero padding; use 'torch'")
+        check_meta_block_args(x, w1, w2, w3, norms, **kw)
         from hsbench.ops import triton_kernels
 
-        return triton_kernels.meta_block(*tensors, border=border)
+        return triton_kernels.meta_block(x, w1, w2, w3, biases, border=border, residual=residual)
+    h, w = x.shape[-2:]
+    n_h, n_w = w1.shape[-2:]
     even = h % n_h == 0 and w % n_w == 0
-    if needs_grad or (border == "paper" and not even):
-        if border == "release":
-            return meta_block_reference(*tensors, border=border)
-        c_h = w_pw1.shape[1]
-        hid = relu6(patchwise_conv2d_batched(x, w_pw1, b_pw1))
-        hid = relu6(patchwise_conv2d_batched(hid, w_dw, b_dw, padding=1, groups=c_h))
-        return patchwise_conv2d_batched(hid, w_pw2, b_pw2)
-    return patch_major.meta_block_patch_major(*tensors, border)
-
-
+    if needs_grad or w2.shape[3] != 3 or (border == "paper" and not even):
+        return meta_block_torch(x, w1, w2, w3, norms, **kw)
+    check_meta_block_args(x, w1, w2, w3, norms, **kw)
+    return patch_major.meta_block_patch_major(x, w1, w2, w3, biases, **kw)

@@ -42,16 +42,24 @@ def _patch_bias(bias: torch.Tensor | None, ref: torch.Tensor, c: int) -> torch.T
     return bias.permute(0, 2, 3, 1).reshape(-1, c)
 
 
-def _patch_major(x: torch.Tensor, n_h: int, n_w: int, halo: int, extra_ones: bool):
+def _patch_major(x: torch.Tensor, n_h: int, n_w: int, halo: int, extra_ones: bool, halo_of_padded: int = 0):
     """Copy x (B, C, H, W) into patch-major (B, N_h, N_w, L_h, L_w, C [+ 1]) with a ``halo``-pixel border.
 
-    The border comes from the zero-padded map. With ``extra_ones`` the last
-    channel is 1 (it carries the next matmul's bias). Returns the buffer and
-    the row / column gather info (``None`` for an evenly divided axis).
+    The border comes from the zero-padded map; ``halo_of_padded`` says that
+    ``x`` is already padded by that many pixels (patches are then cut from its
+    inner map, each with that halo). With ``extra_ones`` the last channel is 1
+    (it carries the next matmul's bias). Returns the buffer and the row /
+    column gather info of the inner map (``None`` for an evenly divided axis).
     """
-    b, c, h, w = x.shape
+    if halo_of_padded:
+        halo = halo_of_padded
+        xp = x
+        b, c = x.shape[:2]
+        h, w = x.shape[2] - 2 * halo, x.shape[3] - 2 * halo
+    else:
+        b, c, h, w = x.shape
+        xp = F.pad(x, (halo,) * 4) if halo else x
     even = h % n_h == 0 and w % n_w == 0
-    xp = F.pad(x, (halo,) * 4) if halo else x
     if even:
         ph, pw = h // n_h, w // n_w
         patches = xp.unfold(2, ph + 2 * halo, ph).unfold(3, pw + 2 * halo, pw)  # (B, C, Nh, Nw, Lh, Lw)
@@ -108,7 +116,7 @@ def pointwise_patch_major(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 def _depthwise_taps(hp: torch.Tensor, w_dw: torch.Tensor, b_dw: torch.Tensor, relu6: bool) -> torch.Tensor:
     """3x3 depth-wise conv of pixel-major hp (L_h + 2, L_w + 2, P, C) with per-patch kernels.
 
-    w_dw (9, P, C) taps row-major, b_dw (P, C). Returns (L_h, L_w, P, C),
+    w_dw (9, P, C) taps row-major, b_dw (P, C) or per-channel (C,). Returns (L_h, L_w, P, C),
     ReLU6 applied when ``relu6``. Works on chunks of patches that fit in L2.
     """
     lh2, lw2, p, c = hp.shape
@@ -118,7 +126,7 @@ def _depthwise_taps(hp: torch.Tensor, w_dw: torch.Tensor, b_dw: torch.Tensor, re
     for s in range(0, p, chunk):
         e = min(p, s + chunk)
         o, src = out[:, :, s:e], hp[:, :, s:e]
-        torch.addcmul(b_dw[s:e], src[0:lh, 0:lw], w_dw[0, s:e], out=o)
+        torch.addcmul(b_dw if b_dw.dim() == 1 else b_dw[s:e], src[0:lh, 0:lw], w_dw[0, s:e], out=o)
         for k in range(1, 9):
             dy, dx = divmod(k, 3)
             o.addcmul_(src[dy : dy + lh, dx : dx + lw], w_dw[k, s:e])
@@ -149,33 +157,44 @@ def depthwise3x3_patch_major(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     return _to_image(y, None, (b, c, h, w), rinfo, cinfo)
 
 
-def _fill_paper_halo(hp: torch.Tensor, b: int, n_h: int, n_w: int) -> None:
-    """Halo of pixel-major hp (ph + 2, pw + 2, P, C) from the neighbouring patches' interiors; 0 at the image border."""
+def _fill_paper_halo(hp: torch.Tensor, b: int, n_h: int, n_w: int, padding_mode: str) -> None:
+    """Halo of pixel-major hp (ph + 2, pw + 2, P, C) from the neighbouring patches' interiors.
+
+    At the image border: zeros, or the reflection (``padding_mode="reflect"``).
+    """
     lh2, lw2, _, c = hp.shape
     ph, pw = lh2 - 2, lw2 - 2
     v = hp.view(lh2, lw2, b, n_h, n_w, c)
+    reflect = padding_mode == "reflect"
     # rows first (interior columns), then whole columns, which carries the corners along
     v[0, 1 : pw + 1, :, 1:] = v[ph, 1 : pw + 1, :, :-1]
-    v[0, 1 : pw + 1, :, 0] = 0.0
     v[ph + 1, 1 : pw + 1, :, :-1] = v[1, 1 : pw + 1, :, 1:]
-    v[ph + 1, 1 : pw + 1, :, -1] = 0.0
+    if reflect:
+        v[0, 1 : pw + 1, :, 0] = v[2, 1 : pw + 1, :, 0]
+        v[ph + 1, 1 : pw + 1, :, -1] = v[ph - 1, 1 : pw + 1, :, -1]
+    else:
+        v[0, 1 : pw + 1, :, 0] = 0.0
+        v[ph + 1, 1 : pw + 1, :, -1] = 0.0
     v[:, 0, :, :, 1:] = v[:, pw, :, :, :-1]
-    v[:, 0, :, :, 0] = 0.0
     v[:, pw + 1, :, :, :-1] = v[:, 1, :, :, 1:]
-    v[:, pw + 1, :, :, -1] = 0.0
+    if reflect:
+        v[:, 0, :, :, 0] = v[:, 2, :, :, 0]
+        v[:, pw + 1, :, :, -1] = v[:, pw - 1, :, :, -1]
+    else:
+        v[:, 0, :, :, 0] = 0.0
+        v[:, pw + 1, :, :, -1] = 0.0
 
 
 def _zero_image_border(hp: torch.Tensor, b: int, n_h: int, n_w: int, rinfo, cinfo, size: tuple[int, int]) -> None:
-    """Release rule: zero the halo pixels of pixel-major hp (L_h, L_w, P, C) that lie outside the image."""
+    """Release rule, zero padding: zero the halo pixels of pixel-major hp (L_h, L_w, P, C) outside the image."""
     lh, lw, _, c = hp.shape
     v = hp.view(lh, lw, b, n_h, n_w, c)
     for axis, info, n, length, full in ((0, rinfo, n_h, lh, size[0]), (1, cinfo, n_w, lw, size[1])):
         if info is None:
-            per = full // n
-            hits = [(0, 0), (n - 1, per + 1)]
+            hits = [(0, 0), (n - 1, full // n + 1)]
         else:
-            idx = info[0]
-            hits = [(i, t) for i in range(n) for t in range(length) if idx[i, t] == 0 or idx[i, t] == full + 1]
+            idx = info[0].tolist()
+            hits = [(i, t) for i in range(n) for t in range(length) if idx[i][t] in (0, full + 1)]
         for i, t in hits:
             if axis == 0:
                 v[t, :, :, i] = 0.0
@@ -183,29 +202,49 @@ def _zero_image_border(hp: torch.Tensor, b: int, n_h: int, n_w: int, rinfo, cinf
                 v[:, t, :, :, i] = 0.0
 
 
-def meta_block_patch_major(x, w_pw1, b_pw1, w_dw, b_dw, w_pw2, b_pw2, border: str) -> torch.Tensor:
+def meta_block_patch_major(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    w3: torch.Tensor,
+    biases,
+    *,
+    border: str,
+    padding_mode: str,
+    residual: bool,
+) -> torch.Tensor:
     """:func:`hsbench.ops.meta_block_conv` (same arguments, checked by the caller) on patch-major buffers.
 
-    ``border="paper"`` needs a grid that divides the map; ``"release"`` takes any grid.
+    3x3 depth-wise kernels only; ``border="paper"`` needs a grid that divides
+    the map, ``"release"`` takes any grid. x (B, C_in, H, W) -> (B, C_out, H, W).
     """
     b, c_in, h, w = x.shape
-    c_h, c_out = w_pw1.shape[1], w_pw2.shape[1]
-    n_h, n_w = w_pw1.shape[-2:]
+    c_h, c_out = w1.shape[1], w3.shape[1]
+    n_h, n_w = w1.shape[-2:]
     p = b * n_h * n_w
-    halo = 1 if border == "release" else 0
-    xa, rinfo, cinfo = _patch_major(x, n_h, n_w, halo, extra_ones=True)
+    b1, b2, b3 = biases
+    if border == "release":
+        xin = F.pad(x, (1,) * 4, mode="reflect") if padding_mode == "reflect" else F.pad(x, (1,) * 4)
+        xa, rinfo, cinfo = _patch_major(xin, n_h, n_w, 0, extra_ones=True, halo_of_padded=1)
+    else:
+        xa, rinfo, cinfo = _patch_major(x, n_h, n_w, 0, extra_ones=True)
     lh, lw = xa.shape[3:5]
-    w1 = torch.cat([_patch_weights(w_pw1), _patch_bias(b_pw1, w_pw1, c_h)[:, None]], dim=1)  # (P, C_in + 1, C_h)
-    h1 = torch.bmm(xa.view(p, lh * lw, c_in + 1), w1).view(p, lh, lw, c_h).permute(1, 2, 0, 3)
+    w1p = _patch_weights(w1)  # (P, C_in, C_h)
+    w1a = torch.cat([w1p, (w1p.new_zeros(c_h) if b1 is None else b1).expand(p, 1, c_h)], dim=1)
+    h1 = torch.bmm(xa.view(p, lh * lw, c_in + 1), w1a).view(p, lh, lw, c_h).permute(1, 2, 0, 3)
     if border == "paper":
         hp = x.new_empty(lh + 2, lw + 2, p, c_h)
         torch.clamp(h1, 0.0, 6.0, out=hp[1:-1, 1:-1])
-        _fill_paper_halo(hp, b, n_h, n_w)
+        _fill_paper_halo(hp, b, n_h, n_w, padding_mode)
     else:
         hp = x.new_empty(lh, lw, p, c_h)
         torch.clamp(h1, 0.0, 6.0, out=hp)
-        _zero_image_border(hp, b, n_h, n_w, rinfo, cinfo, (h, w))
-    h2 = _depthwise_taps(hp, _dw_weights(w_dw), _patch_bias(b_dw, w_dw, c_h), relu6=True)
+        if padding_mode == "zeros":
+            _zero_image_border(hp, b, n_h, n_w, rinfo, cinfo, (h, w))
+    bd = w2.new_zeros(c_h) if b2 is None else b2
+    h2 = _depthwise_taps(hp, _dw_weights(w2), bd, relu6=True)
     oh, ow = h2.shape[:2]
-    y = torch.bmm(h2.view(oh * ow, p, c_h).transpose(0, 1), _patch_weights(w_pw2))  # (P, oh * ow, C_out)
-    return _to_image(y.view(b, n_h, n_w, oh, ow, c_out), b_pw2, (b, c_out, h, w), rinfo, cinfo)
+    y = torch.bmm(h2.view(oh * ow, p, c_h).transpose(0, 1), _patch_weights(w3))  # (P, oh * ow, C_out)
+    bias = None if b3 is None else b3.view(1, c_out, 1, 1).expand(b, c_out, n_h, n_w)
+    out = _to_image(y.view(b, n_h, n_w, oh, ow, c_out), bias, (b, c_out, h, w), rinfo, cinfo)
+    return out.add_(x) if residual else out

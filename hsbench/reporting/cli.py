@@ -17,6 +17,7 @@ from typing import Optional
 import typer
 
 from hsbench.errors import ConfigError, StoreError
+from hsbench.outputs import check_output_path, write_text_atomic
 
 _DB_HELP = "results database URL (default: $HSBENCH_DB, else sqlite:///results/hsbench.db)"
 
@@ -33,14 +34,11 @@ def _open_readonly(db: str | None, hint: str | None = None):
 
 
 def _write_text(text: str, out: Path | None) -> None:
+    """Print ``text``, or write it atomically to ``out`` (already checked by ``check_output_path``)."""
     if out is None:
         typer.echo(text, nl=False)
         return
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write {str(out)!r}: {exc.strerror or exc}") from None
+    write_text_atomic(out, text)
     typer.echo(f"wrote {out}", err=True)
 
 
@@ -56,6 +54,8 @@ def report(
     from hsbench.reporting.tables import FORMATS, build_report, render
 
     paper_table = get_table(table)  # ConfigError before touching the database
+    if out is not None:
+        out = check_output_path(out, db_url=db)
     if fmt.lower() not in FORMATS and fmt.lower() != "md":
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     first, *others = paper_table.studies
@@ -84,6 +84,7 @@ def plot(
 
     check_kind(kind)
     path = check_suffix(out if out is not None else default_out(kind, study))
+    path = check_output_path(path, db_url=db)
     with _open_readonly(db) as store:
         written = save_plot(kind, store, study=study, out=path)
     typer.echo(f"wrote {written}")
