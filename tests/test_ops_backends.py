@@ -86,6 +86,27 @@ def test_fused_meta_block_equals_reference(size, grid, border, padding_mode):
     torch.testing.assert_close(got, ref)
 
 
+@pytest.mark.parametrize("border", ["paper", "release"])
+def test_c_kernel_path_float32(border):
+    """float32 on an evenly divided grid runs the C depth-wise kernel (hsbench.ops.cpu_kernels)."""
+    from hsbench.ops import cpu_kernels
+
+    if not cpu_kernels.available():
+        pytest.skip("no C compiler")
+    x, w1, w2, w3, biases = _block((12, 15), (3, 5), channels_last=True)
+    x32, w1, w2, w3 = (t.float() for t in (x, w1, w2, w3))
+    biases = [t.float() for t in biases]
+    with torch.no_grad():
+        got = meta_block_conv(x32, w1, w2, w3, biases, border=border, backend="torch")
+        ref = _reference(x32, w1, w2, w3, biases, border=border)
+        torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+        h = torch.randn(2, 7, 12, 15)
+        bias = torch.randn(2, 7, 3, 5)
+        got = patchwise_conv2d(h, w2, bias, padding=1, groups=7, backend="torch")
+        torch.testing.assert_close(got, patchwise_conv2d_reference(h, w2, bias, padding=1, groups=7),
+                                   atol=1e-4, rtol=1e-4)
+
+
 def test_fused_meta_block_residual_and_no_biases():
     x, w1, w2, w3, _ = _block((8, 6), (2, 3), c_out=5)
     with torch.no_grad():

@@ -4,7 +4,7 @@
 "torch" | "triton"`` (or ``$HSBENCH_DPW_BACKEND``); see :mod:`hsbench.ops.backends`.
 """
 
-from hsbench.ops.backends import BACKENDS, ENV_VAR, resolve_backend
+from hsbench.ops.backends import BACKENDS, ENV_VAR, check_backend, resolve_backend
 from hsbench.ops.dispatch import meta_block_conv, patchwise_conv2d
 from hsbench.ops.meta_block_ref import (
     BORDERS,
@@ -23,6 +23,7 @@ __all__ = [
     "BORDERS",
     "ENV_VAR",
     "channel_affine",
+    "check_backend",
     "meta_block_conv",
     "meta_block_reference",
     "meta_block_torch",

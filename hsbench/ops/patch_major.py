@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hsbench.ops import cpu_kernels
 from hsbench.ops.patchwise import patch_gather_index
 
 #: Bytes of the halo buffer one chunk of the depth-wise taps works on (fits L2).
@@ -117,7 +118,8 @@ def _depthwise_taps(hp: torch.Tensor, w_dw: torch.Tensor, b_dw: torch.Tensor, re
     """3x3 depth-wise conv of pixel-major hp (L_h + 2, L_w + 2, P, C) with per-patch kernels.
 
     w_dw (9, P, C) taps row-major, b_dw (P, C) or per-channel (C,). Returns (L_h, L_w, P, C),
-    ReLU6 applied when ``relu6``. Works on chunks of patches that fit in L2.
+    ReLU6 applied when ``relu6``. Nine multiply-adds on chunks of patches that
+    fit in L2: the fallback where the C kernel (:mod:`hsbench.ops.cpu_kernels`) cannot run.
     """
     lh2, lw2, p, c = hp.shape
     lh, lw = lh2 - 2, lw2 - 2
@@ -135,6 +137,12 @@ def _depthwise_taps(hp: torch.Tensor, w_dw: torch.Tensor, b_dw: torch.Tensor, re
     return out
 
 
+def _dw_weights_per_patch(w_dw: torch.Tensor) -> torch.Tensor:
+    """(B, C, 1, 3, 3, N_h, N_w) -> (P, 9, C) contiguous."""
+    c = w_dw.shape[1]
+    return w_dw[:, :, 0].permute(0, 4, 5, 2, 3, 1).reshape(-1, 9, c).contiguous()
+
+
 def _dw_weights(w_dw: torch.Tensor) -> torch.Tensor:
     """(B, C, 1, 3, 3, N_h, N_w) -> (9, P, C) contiguous."""
     c = w_dw.shape[1]
@@ -149,6 +157,14 @@ def depthwise3x3_patch_major(x: torch.Tensor, weight: torch.Tensor, bias: torch.
     """
     b, c, h, w = x.shape
     n_h, n_w = weight.shape[-2:]
+    if h % n_h == 0 and w % n_w == 0:
+        ph, pw = h // n_h, w // n_w
+        xpm = x.reshape(b, c, n_h, ph, n_w, pw).permute(0, 2, 4, 3, 5, 1).reshape(-1, ph, pw, c)
+        out = cpu_kernels.depthwise3x3_patches(
+            xpm, _dw_weights_per_patch(weight), None, (b, n_h, n_w), own_halo=False, in_relu6=False, out_relu6=False
+        )
+        if out is not None:
+            return _to_image(out.view(b, n_h, n_w, ph, pw, c), bias, (b, c, h, w), None, None)
     buf, rinfo, cinfo = _patch_major(x, n_h, n_w, 1, extra_ones=False)  # (B, Nh, Nw, Lh+2, Lw+2, C)
     lh2, lw2 = buf.shape[3:5]
     hp = buf.view(-1, lh2, lw2, c).permute(1, 2, 0, 3).contiguous()
@@ -202,6 +218,28 @@ def _zero_image_border(hp: torch.Tensor, b: int, n_h: int, n_w: int, rinfo, cinf
                 v[:, t, :, :, i] = 0.0
 
 
+def _meta_block_c(x, w1, w2, w3, biases, *, release: bool, residual: bool) -> torch.Tensor:
+    """Even grid, zero padding, float32: bmm -> C depth-wise kernel (halo, ReLU6s, bias) -> bmm."""
+    b, c_in, h, w = x.shape
+    c_h, c_out = w1.shape[1], w3.shape[1]
+    n_h, n_w = w1.shape[-2:]
+    p = b * n_h * n_w
+    b1, b2, b3 = biases
+    xa, _, _ = _patch_major(x, n_h, n_w, int(release), extra_ones=True)
+    lh, lw = xa.shape[3:5]
+    w1p = _patch_weights(w1)
+    w1a = torch.cat([w1p, (w1p.new_zeros(c_h) if b1 is None else b1).expand(p, 1, c_h)], dim=1)
+    h1 = torch.bmm(xa.view(p, lh * lw, c_in + 1), w1a).view(p, lh, lw, c_h)  # pw1 + b1, before ReLU6
+    h2 = cpu_kernels.depthwise3x3_patches(
+        h1, _dw_weights_per_patch(w2), b2, (b, n_h, n_w), own_halo=release, in_relu6=True, out_relu6=True
+    )
+    ph, pw = h2.shape[1:3]
+    y = torch.bmm(h2.view(p, ph * pw, c_h), _patch_weights(w3))
+    bias = None if b3 is None else b3.view(1, c_out, 1, 1).expand(b, c_out, n_h, n_w)
+    out = _to_image(y.view(b, n_h, n_w, ph, pw, c_out), bias, (b, c_out, h, w), None, None)
+    return out.add_(x) if residual else out
+
+
 def meta_block_patch_major(
     x: torch.Tensor,
     w1: torch.Tensor,
@@ -223,6 +261,9 @@ def meta_block_patch_major(
     n_h, n_w = w1.shape[-2:]
     p = b * n_h * n_w
     b1, b2, b3 = biases
+    even = h % n_h == 0 and w % n_w == 0
+    if even and padding_mode == "zeros" and cpu_kernels.available() and x.dtype == torch.float32:
+        return _meta_block_c(x, w1, w2, w3, biases, release=border == "release", residual=residual)
     if border == "release":
         xin = F.pad(x, (1,) * 4, mode="reflect") if padding_mode == "reflect" else F.pad(x, (1,) * 4)
         xa, rinfo, cinfo = _patch_major(xin, n_h, n_w, 0, extra_ones=True, halo_of_padded=1)
