@@ -35,7 +35,7 @@ LAYERS = [  # (C_in, C_out, K, groups), (H, W), (N_h, N_w)
     ((5, 7, 1, 1), (9, 11), (2, 3)),  # pointwise (tl.dot), uneven grid
     ((6, 6, 3, 6), (9, 11), (2, 3)),  # depth-wise
     ((6, 4, 3, 2), (8, 8), (2, 2)),  # 2 groups
-    ((3, 5, 3, 1), (7, 5), (7, 5)),  # dense 3x3, 1-pixel patches
+    ((3, 5, 3, 1), (3, 4), (3, 4)),  # dense 3x3, 1-pixel patches
     ((4, 6, 1, 2), (6, 7), (1, 1)),  # grouped 1x1, one patch
 ]
 
@@ -65,7 +65,7 @@ def test_patchwise_conv2d_equals_reference(device, spec, size, grid):
 BLOCKS = [  # C_in, C_h, C_out, (H, W), (N_h, N_w), residual
     (5, 10, 3, (9, 11), (2, 3), False),  # uneven grid
     (4, 8, 4, (8, 8), (2, 2), True),  # residual
-    (3, 6, 5, (5, 6), (5, 6), False),  # 1-pixel patches: every dw tap is a halo pixel
+    (3, 6, 5, (3, 4), (3, 4), False),  # 1-pixel patches: every dw tap is a halo pixel
 ]
 
 

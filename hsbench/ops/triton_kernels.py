@@ -246,7 +246,9 @@ def patchwise_conv2d(
     _, c_out, c_in_g, k, _, n_h, n_w = weight.shape
     out = torch.empty(b, c_out, h, w, device=x.device, dtype=x.dtype)
     rows, cols = _starts(h, n_h, x.device), _starts(w, n_w, x.device)
-    tiles = triton.cdiv(_max_patch(h, n_h) * _max_patch(w, n_w), block_p)
+    pixels = _max_patch(h, n_h) * _max_patch(w, n_w)
+    block_p = min(block_p, _pow2(pixels))
+    tiles = triton.cdiv(pixels, block_p)
     bias_v = _bias_view(bias, x, b, c_out, n_h, n_w)
     sw = _grid_strides(weight)
     if k == 1 and groups == 1 and c_in <= 256 and c_out <= 256:
@@ -294,7 +296,9 @@ def meta_block(
         h1 = patchwise_conv2d(x, w1, b1, activation="relu6", block_p=block_p)
     out = torch.empty(b, c_out, h, w, device=x.device, dtype=x.dtype)
     rows, cols = _starts(h, n_h, x.device), _starts(w, n_w, x.device)
-    tiles = triton.cdiv(_max_patch(h, n_h) * _max_patch(w, n_w), block_p)
+    pixels = _max_patch(h, n_h) * _max_patch(w, n_w)
+    block_p = min(block_p, _pow2(pixels))
+    tiles = triton.cdiv(pixels, block_p)
     s1, sd, s3 = _grid_strides(w1), _grid_strides(w2), _grid_strides(w3)
     dummy = x.new_zeros(1)
     _block_tail_kernel[(b * n_h * n_w, tiles)](
