@@ -62,4 +62,20 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "DB_ENV_VAR",
+    "DEFAULT_DB_URL",
+    "MissingDatabaseError",
+    "OutdatedDatabaseError",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "RunDetail",
+    "RunSummary",
+    "Store",
+    "StudyInfo",
+    "normalize_resolution",
+    "normalize_table_id",
+    "resolve_db_url",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
