@@ -584,6 +584,7 @@ def make_figure(
         ConfigError: unknown kind or width.
         StoreError: unknown study.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     pk = check_kind(kind)
@@ -636,6 +637,7 @@ def make_figure(
     footer_h = legend_h + notes_h + 0.3
     fig_h = nrows * panel_h + footer_h
     fig = Figure(figsize=(width_in, fig_h), layout="constrained")
+    FigureCanvasAgg(fig)  # label placement measures text with Agg's renderer
     fig.get_layout_engine().set(rect=(0, footer_h / fig_h, 1, 1 - footer_h / fig_h),
                                 w_pad=0.03, h_pad=0.03)
     gs = fig.add_gridspec(nrows, ncols)
@@ -668,12 +670,15 @@ def make_figure(
         title = _dataset_title(ds)
         if pk.x == "fps":
             title += " (paper GPU)" if g == "paper" else f" - {g.split(':')[0]}"
+        if g == "paper" and not panel.paper:
+            title += " (no paper values)"
         ax.set_title(title, loc="left", fontsize=size, fontweight="bold")
         if pk.x == "fps":
             dev = PAPER_GPU if g == "paper" else g
-            ax.set_xlabel(f"frames/s on {dev}")
+            xlabel = f"frames/s on {dev}"
         else:
-            ax.set_xlabel(pk.xlabel)
+            xlabel = pk.xlabel
+        ax.set_xlabel("\n".join(_wrap([xlabel], panel_w, size)))
         splits = sorted({p.split for p in panel.paper} | {p.split or "?" for p in panel.measured})
         ax.set_ylabel(f"mIoU [%], {'/'.join(splits)}")
 
@@ -689,9 +694,11 @@ def make_figure(
                     fontsize=size - 1.5, color="#333333")
     note.set_in_layout(False)
 
-    # Labels last, once the layout is fixed: adjustText moves them apart.
+    # Labels last, once the layout and the axis limits are fixed.
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
+    for ax in fig.axes:
+        ax.set_autoscale_on(False)
     _place_labels(texts_by_ax, label_iterations)
     return fig
 
@@ -705,7 +712,7 @@ def _wrap(lines: Sequence[str], width_in: float, size_pt: float) -> list[str]:
     """``lines`` wrapped to a figure ``width_in`` wide at ``size_pt`` (DejaVu Sans ~0.55 em/char)."""
     import textwrap
 
-    chars = max(30, int((width_in - 0.1) * 72 / (0.56 * size_pt)))
+    chars = max(20, int((width_in - 0.1) * 72 / (0.56 * size_pt)))
     return [w for line in lines for w in textwrap.wrap(line, chars)]
 
 
@@ -779,18 +786,87 @@ LABEL_FORCES: dict[str, Any] = {"expand": (1.1, 1.3), "force_text": (0.3, 0.5)}
 
 
 def _place_labels(texts_by_ax: Mapping[Any, tuple[list, list, list]], iterations: int) -> None:
-    """Move each panel's labels apart (adjustText, a fixed number of iterations)."""
+    """Move each panel's labels apart, then draw a leader line to each moved label.
+
+    adjustText does the layout (a fixed number of iterations, so a figure is
+    reproducible); :func:`_separate` then clears what overlap it leaves in
+    crowded panels. Texts are given other methods first, HyperSeg, then
+    measured (see :func:`_draw_panel`).
+    """
     from adjustText import adjust_text
 
     for ax, (texts, xs, ys) in texts_by_ax.items():
         if not texts:
             continue
-        adjust_text(
-            texts, x=xs, y=ys, ax=ax, iter_lim=iterations, time_lim=None,
-            ensure_inside_axes=True, **LABEL_FORCES,
-            arrowprops={"arrowstyle": "-", "color": "#999999", "lw": 0.4},
-            min_arrow_len=6,
-        )
+        adjust_text(texts, x=xs, y=ys, ax=ax, iter_lim=iterations, time_lim=None,
+                    ensure_inside_axes=True, **LABEL_FORCES)
+        renderer = ax.figure.canvas.get_renderer()
+        _separate(ax, texts, renderer, points=list(zip(xs, ys)))
+        _leader_lines(ax, texts, xs, ys, renderer)
+
+
+def _separate(ax: Any, texts: Sequence[Any], renderer: Any, *,
+              points: Sequence[tuple[float, float]] = (), pad_px: float = 1.0,
+              marker_px: float = 4.0) -> None:
+    """Move labels that still overlap to the nearest free place inside the axes.
+
+    Markers (a square of +-``marker_px`` around each of ``points``, data
+    coordinates) are obstacles. Labels are placed in priority order (the last
+    of ``texts`` first: measured, then HyperSeg, then other methods); a label
+    that overlaps a marker or a label already placed, or sticks out of the
+    axes, moves to the nearest free position on a grid over the whole axes
+    (steps of half its height), if there is one.
+    """
+    from matplotlib.transforms import Bbox
+
+    axbox = ax.get_window_extent(renderer)
+    to_data = ax.transData.inverted()
+    placed: list[Any] = []
+    for x, y in points:
+        px, py = ax.transData.transform((x, y))
+        placed.append(Bbox.from_extents(px - marker_px, py - marker_px,
+                                        px + marker_px, py + marker_px))
+
+    def free(box: Any) -> bool:
+        inside = (box.x0 >= axbox.x0 and box.x1 <= axbox.x1
+                  and box.y0 >= axbox.y0 and box.y1 <= axbox.y1)
+        return inside and not any(box.overlaps(p) for p in placed)
+
+    offsets_by_step: dict[float, list[tuple[float, float]]] = {}
+    for text in reversed(texts):
+        box = text.get_window_extent(renderer).padded(pad_px)
+        if free(box):
+            placed.append(box)
+            continue
+        step = round(max(2.0, box.height / 2), 1)
+        if step not in offsets_by_step:  # every offset that stays within the axes, nearest first
+            nx, ny = int(axbox.width / step) + 1, int(axbox.height / step) + 1
+            offsets_by_step[step] = sorted(
+                ((dx * step, dy * step) for dx in range(-nx, nx + 1) for dy in range(-ny, ny + 1)),
+                key=lambda d: (d[0] ** 2 + d[1] ** 2, d[1], d[0]),
+            )
+        for dx, dy in offsets_by_step[step]:
+            cand = box.translated(dx, dy)
+            if free(cand):
+                x, y = ax.transData.transform(text.get_position())
+                text.set_position(to_data.transform((x + dx, y + dy)))
+                box = cand
+                break
+        placed.append(box)
+
+
+def _leader_lines(ax: Any, texts: Sequence[Any], xs: Sequence[float], ys: Sequence[float],
+                  renderer: Any, min_px: float = 6.0) -> None:
+    """A thin grey line from each point to its label when the label sits away from it."""
+    for text, x, y in zip(texts, xs, ys):
+        px, py = ax.transData.transform((x, y))
+        box = text.get_window_extent(renderer)
+        cx, cy = min(max(px, box.x0), box.x1), min(max(py, box.y0), box.y1)
+        if math.hypot(cx - px, cy - py) < min_px:
+            continue
+        (tx, ty) = ax.transData.inverted().transform((cx, cy))
+        ax.plot([x, tx], [y, ty], color="#999999", lw=0.4, zorder=1.5,
+                solid_capstyle="butt")
 
 
 def _legend_items(pk: PlotKind, paper: Sequence[PaperPoint],
@@ -836,8 +912,10 @@ def _notes(pk: PlotKind, paper: Sequence[PaperPoint], measured: Sequence[Measure
                     for p in measured if not p.paper_version})
     for ds, version in other:
         spec = DATASETS.get(ds)
-        paper_v = spec.paper_version if spec else "no paper rows"
-        notes.append(f"Hollow: measured on {version}, not the paper's {paper_v}.")
+        if spec is None:
+            notes.append(f"Hollow: measured on {version}; the paper has no {ds} results.")
+        else:
+            notes.append(f"Hollow: measured on {version}, not the paper's {spec.paper_version}.")
     budgets = sorted({p.budget for p in measured})
     if budgets:
         notes.append("Measured budget: " + "; ".join(budgets) + ".")
