@@ -5,8 +5,10 @@ Entry point: :func:`build_model` with a :class:`ModelConfig`.
 
 from hsbench.models.config import BACKBONES, ModelConfig
 from hsbench.models.hyperseg import HyperSeg, build_model, resolve
+from hsbench.models.official import load_official_checkpoint
 from hsbench.models.templates import TEMPLATES, Template, get_template
 from hsbench.models.weight_mapper import divide_channels
+from hsbench.models.weights import load_weights, save_weights
 
 __all__ = [
     "BACKBONES",
@@ -17,5 +19,8 @@ __all__ = [
     "build_model",
     "divide_channels",
     "get_template",
+    "load_official_checkpoint",
+    "load_weights",
     "resolve",
+    "save_weights",
 ]

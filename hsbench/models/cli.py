@@ -58,6 +58,7 @@ def profile(
     frames: Annotated[int, typer.Option(help="FPS: timed frames per repeat.")] = 100,
     repeats: Annotated[int, typer.Option(help="FPS: repeats of the whole measurement.")] = 5,
     counters: Annotated[str, typer.Option(help="Comma-separated MAC counters to run: thop, fvcore, flop_counter.")] = "thop,fvcore,flop_counter",
+    semantics: Annotated[str, typer.Option(help='"paper" (the paper\'s description) or "release" (the authors\' released code).')] = "paper",
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Print the complexity of one variant: learned params, weight mapper params, GMACs (thop, fvcore), GFLOPs."""
@@ -75,6 +76,7 @@ def profile(
         weight_groups=parse_groups(weight_groups) if weight_groups else None,
         dynamic=not static,
         num_classes=num_classes,
+        semantics=semantics,
     )
     res = parse_resolution(resolution, "--resolution") if resolution else tpl.resolution
     wanted = tuple(c.strip() for c in counters.split(",") if c.strip())
@@ -122,6 +124,7 @@ def _table(result: dict) -> str:
     c = result["config"]
     rows = [
         ("template", f"{result['template']} ({result['paper_name']})"),
+        ("semantics", c.get("semantics", "paper")),
         ("backbone", c["backbone"]),
         ("dynamic (DPWConv)", c["dynamic"]),
         ("grid size", c["grid_size"]),
@@ -144,6 +147,45 @@ def _table(result: dict) -> str:
     return tabulate(rows, headers=("quantity", "measured"), tablefmt="github")
 
 
+def import_weights(
+    release: Annotated[str, typer.Argument(help="A checkpoint of the authors' release (*.pth).")],
+    out: Annotated[str, typer.Option("--out", help="hsbench weights file to write (*.pt).")],
+) -> None:
+    """Convert a released HyperSeg checkpoint to hsbench's weights format; print the config it was recognised as.
+
+    The checkpoint's 'arch' string is parsed, never executed; its tensors are
+    mapped strictly (hsbench.models.official). Use the output as model.weights
+    in a study, or evaluate the .pth directly.
+    """
+    from pathlib import Path
+
+    from hsbench.models.official import load_official_checkpoint
+    from hsbench.models.weights import file_sha256, save_weights
+
+    src = Path(release)
+    model = load_official_checkpoint(src)
+    dest = Path(out)
+    if dest.resolve() == src.resolve():
+        raise ConfigError("--out must differ from the release checkpoint; give a new file name")
+    source = {"file": src.name, "sha256": file_sha256(src)}
+    save_weights(model, dest, source=source)
+    c = model.config
+    rows = [
+        ("template", f"{c.template} ({model.template.paper_name})"),
+        ("semantics", c.semantics),
+        ("backbone", f"{c.backbone} ({model.backbone.spec.timm_name}, static SAME padding)"),
+        ("classes", f"{c.num_classes}" + (" (the last is the release's Void; evaluation scores the others)" if model.void_logit else "")),
+        ("weight groups g_w (coarse to fine)", list(c.weight_groups)),
+        ("params learned (M)", f"{sum(p.numel() for p in model.parameters()) / 1e6:.3f}"),
+        ("source", f"{source['file']} sha256 {source['sha256'][:16]}..."),
+        ("written", str(dest)),
+    ]
+    from tabulate import tabulate
+
+    typer.echo(tabulate(rows, headers=("recognised", "value"), tablefmt="github"))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``profile`` to the top-level app."""
+    """Add ``profile`` and ``import-weights`` to the top-level app."""
     app.command("profile")(profile)
+    app.command("import-weights")(import_weights)

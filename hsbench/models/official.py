@@ -132,6 +132,31 @@ def release_arguments(tpl: Template) -> dict[str, Any]:
     }
 
 
+def release_arch(template: str, num_classes: int | None = None) -> str:
+    """The ``arch`` string the release's train.py stores for ``template`` (its configs/train/*.py).
+
+    Used to write release-layout files for tests and to show what a checkpoint
+    of a template looks like; ``num_classes`` defaults to the release's count.
+    """
+    tpl = TEMPLATES[template]
+    a = release_arguments(tpl)
+    k = num_classes if num_classes is not None else (tpl.release_num_classes or tpl.num_classes)
+    parts = [repr(a["model_name"]), "pretrained=False", f"levels={a['levels']}"]
+    if tpl.release_module != "hyperseg_v0_1":
+        scales = [float(f) for f in a["out_feat_scale"]]
+        if scales != [0.25] * 5:
+            parts.append(f"out_feat_scale={scales}")
+        parts += [f"kernel_sizes={tuple(a['kernel_sizes'])}", f"level_channels={a['level_channels'] + [16]}"]
+        parts += [f"expand_ratio={a['expand_ratio']}", f"weight_groups={a['weight_groups']}"]
+        if a["unify_level"] is not None:
+            parts.append(f"unify_level={a['unify_level']}")
+    else:
+        parts += [f"kernel_sizes={tuple(a['kernel_sizes'])}", f"expand_ratio={a['expand_ratio']}"]
+        parts.append(f"weight_groups={a['weight_groups'][0]}")
+    parts += ["inference_hflip=True", "with_out_fc=False", "decoder_dropout=None", f"num_classes={k}"]
+    return f"hyperseg.models.{tpl.release_module}.hyperseg_efficientnet({', '.join(parts)})"
+
+
 def _found_arguments(arch: ReleaseArch) -> dict[str, Any]:
     """The same keys as :func:`release_arguments`, read from a parsed ``arch``."""
     kw = dict(arch.kwargs)
@@ -364,6 +389,7 @@ __all__ = [
     "match_template",
     "model_from_release",
     "parse_arch",
+    "release_arch",
     "release_arguments",
     "release_key_map",
 ]
