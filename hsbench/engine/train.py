@@ -54,6 +54,7 @@ from hsbench.engine import distributed as hdist
 from hsbench.engine.config import TrainConfig
 from hsbench.engine.errors import CheckpointError, TrainingDiverged
 from hsbench.engine.losses import build_loss
+from hsbench.errors import ConfigError
 
 #: Format version of the checkpoint dict written by :func:`save_checkpoint`.
 CHECKPOINT_VERSION = 1
@@ -166,7 +167,7 @@ class IterationBatchSampler:
         self.start, self.stop = int(start), int(stop)
         self.per_epoch = len(self.sampler) // self.batch_size
         if self.per_epoch < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"dataset has {num_samples} samples, {len(self.sampler)} per process: fewer "
                 f"than one batch of {self.batch_size}; lower batch_size"
             )
@@ -280,6 +281,8 @@ class TrainResult:
         checkpoint_path: where the latest checkpoint lies (None without a path).
         device: the torch device string used.
         world_size: number of training processes.
+        params_digests: SHA-256 of the trained parameters on each rank
+            (:func:`hsbench.engine.distributed.check_ranks_agree`; all equal).
     """
 
     iterations_done: int
@@ -291,6 +294,7 @@ class TrainResult:
     checkpoint_path: str | None
     device: str
     world_size: int
+    params_digests: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
@@ -330,7 +334,7 @@ def _check_labels(target: torch.Tensor, num_classes: int | None, ignore_index: i
         return
     lab = target[target != ignore_index]
     if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
-        raise ValueError(
+        raise ConfigError(
             f"training labels must lie in [0, {num_classes}) or equal {ignore_index}; "
             f"found [{int(lab.min())}, {int(lab.max())}]: the dataset and the model disagree "
             "on the number of classes"
@@ -384,7 +388,7 @@ def train(
         device = torch.device("cuda", torch.cuda.current_device())
     world, rank = hdist.world_size(), hdist.rank()
     if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
     per_rank = cfg.batch_size // world
     total = int(cfg.iterations)
     stop = total if stop_at is None else max(0, min(int(stop_at), total))
@@ -516,7 +520,7 @@ def train(
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - t0
     bar.close()
-    hdist.barrier()
+    digests = hdist.check_ranks_agree(model)  # DDP: every rank ends with the same parameters
     return TrainResult(
         iterations_done=max(start, stop),
         start_iteration=start,
@@ -527,6 +531,7 @@ def train(
         checkpoint_path=str(ckpt) if ckpt is not None and ckpt.exists() else None,
         device=str(device),
         world_size=world,
+        params_digests=tuple(digests),
     )
 
 

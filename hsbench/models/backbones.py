@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hsbench.models.config import BACKBONES
+from hsbench.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class Backbone(nn.Module):
     def __init__(self, name: str, *, with_signal_head: bool = True, semantics: str = "paper"):
         super().__init__()
         if name not in SPECS:
-            raise ValueError(f"backbone={name!r} is not supported; allowed: {', '.join(BACKBONES)}")
+            raise ConfigError(f"backbone={name!r} is not supported; allowed: {', '.join(BACKBONES)}")
         release = semantics == "release" and name in RELEASE_SPECS
         spec, native, head_dropout = RELEASE_SPECS[name] if release else (SPECS[name], 0, 0.0)
         self.name = name
