@@ -54,6 +54,40 @@ def sqlite_file(db_url: str | None) -> Path | None:
     return Path(db)
 
 
+#: Options a SQLite URL may carry after ``?`` (SQLAlchemy's pysqlite dialect and SQLite URI filenames).
+SQLITE_URL_OPTIONS = frozenset({
+    "timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri",
+    "mode", "cache", "vfs", "immutable", "nolock", "psow", "modeof",
+})
+
+
+def check_sqlite_url(db_url: str) -> str:
+    """Refuse a SQLite URL whose path holds a ``?`` that SQLAlchemy would read as options.
+
+    ``sqlite:///runs/a?b.db`` opens the file ``runs/a`` (SQLAlchemy drops the
+    option ``b.db``), so results would land in another file than the one named.
+    A ``?`` before known options (``?timeout=30``, ``?mode=ro&uri=true``) is fine.
+
+    Raises:
+        StoreError: naming the file that would be used and the fix (``%3F``).
+    """
+    from hsbench.errors import StoreError
+
+    text = str(db_url)
+    if not text.lower().startswith("sqlite") or "?" not in text:
+        return text
+    path, _, query = text.partition("?")
+    for part in query.split("&"):
+        key, eq, _value = part.partition("=")
+        if not eq or key not in SQLITE_URL_OPTIONS:
+            raise StoreError(
+                f"the SQLite URL {text!r} has a '?' in its file name: everything after it is read as "
+                f"options, so the file used would be {path.split(':///', 1)[-1]!r}; rename the file, or write "
+                "the '?' as %3F"
+            )
+    return text
+
+
 def database_files(db_url: str | None) -> tuple[Path, ...]:
     """The SQLite database file of ``db_url`` and its side files (none for a server database)."""
     db = sqlite_file(db_url)
@@ -143,8 +177,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 __all__ = [
     "SQLITE_SIDE_SUFFIXES",
+    "SQLITE_URL_OPTIONS",
     "atomic_output",
     "check_output_path",
+    "check_sqlite_url",
     "database_files",
     "sqlite_file",
     "write_text_atomic",

@@ -193,10 +193,24 @@ def test_report_on_empty_database(cli_env, refused):
     assert empty.read_bytes() == before  # nothing written into the empty file
 
 
-def test_report_without_database(cli_env, refused):
+def test_report_without_database_and_a_study_filter(cli_env, refused):
     cwd = cli_env.cwd
-    refused(["report", "--table", "4"], "no results database")
+    refused(["report", "--table", "4", "--study", "camvid"], "no results database")
     assert not (cwd / "results").exists()
+
+
+def test_first_report_before_any_database_prints_the_paper_rows(cli_env, capsys):
+    """A newcomer's first `hsbench report --table S3`: paper rows, the study to run, no file made."""
+    from hsbench.cli import main
+    from hsbench.reporting.paper import get_table
+
+    assert main(["report", "--table", "S3"]) == 0
+    out = capsys.readouterr().out
+    table = get_table("S3")
+    assert table.rows and all(f"Table S3, row {r.row} " in out for r in table.rows)
+    assert "No results database at results/hsbench.db" in out
+    assert f"hsbench run {table.studies[0]}" in out
+    assert list(cli_env.cwd.iterdir()) == []
 
 
 def test_report_unknown_table(cli_env, refused):

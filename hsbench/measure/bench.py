@@ -113,6 +113,9 @@ _TEMPLATE_LAYERS: dict[str, tuple[tuple[int, int], tuple[int, int], list[tuple[s
     ),
 }
 
+#: Largest ``scale`` of :func:`template_layers`: 2 already times 4x the template's pixels.
+MAX_SCALE = 2.0
+
 #: Templates :func:`template_layers` knows.
 BENCH_TEMPLATES = tuple(_TEMPLATE_LAYERS)
 
@@ -126,12 +129,15 @@ def template_layers(template: str, *, scale: float = 1.0) -> list[LayerShape]:
             the map size); ``< 1`` gives quick runs for tests.
 
     Raises:
-        ConfigError: for an unknown template or a non-positive scale.
+        ConfigError: for an unknown template or a scale outside (0, :data:`MAX_SCALE`].
     """
     if template not in _TEMPLATE_LAYERS:
         raise ConfigError(f"no DPWConv layer shapes for template {template!r}; known: {', '.join(BENCH_TEMPLATES)}")
-    if not scale > 0:
-        raise ConfigError(f"scale={scale!r} must be positive")
+    if not 0 < scale <= MAX_SCALE:  # NaN fails too
+        raise ConfigError(
+            f"scale={scale!r} must be a number in (0, {MAX_SCALE:g}]: 1 is the template's resolution, "
+            "< 1 a quick run"
+        )
     (res_w, res_h), (n_w, n_h), levels = _TEMPLATE_LAYERS[template]
     out = []
     for level, stride, convs in levels:

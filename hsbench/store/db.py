@@ -59,6 +59,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hsbench.errors import StoreError
+from hsbench.outputs import check_sqlite_url
 from hsbench.reporting.paper import normalize_table_id  # re-exported: hsbench.store.normalize_table_id
 from hsbench.store.schema import (
     RUN_STATUSES,
@@ -557,7 +558,7 @@ class Store:
                 ``create`` is false, a file that is not an hsbench database, or
                 a database of another schema version.
         """
-        url = resolve_db_url(url)
+        url = check_sqlite_url(resolve_db_url(url))  # a '?' in a file name would open another file
         parsed = _parse_url(url)
         shown = parsed.render_as_string(hide_password=True)
         path = _sqlite_path(parsed)
