@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hsbench.errors import ConfigError
+from hsbench.errors import ConfigError, HsbenchError
 
 #: Files SQLite keeps beside a database file ``X``: ``X``, ``X-wal``, ``X-shm``, ``X-journal``.
 SQLITE_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal")
@@ -36,56 +36,12 @@ def sqlite_file(db_url: str | None) -> Path | None:
         db_url: a SQLAlchemy URL; None = ``$HSBENCH_DB`` or the default
             ``sqlite:///results/hsbench.db`` (:func:`hsbench.store.resolve_db_url`).
     """
-    from sqlalchemy.engine import make_url
-
-    from hsbench.store.db import resolve_db_url
+    from hsbench.store.engine import parse_db_url, resolve_db_url, sqlite_path
 
     try:
-        url = make_url(resolve_db_url(db_url))
-    except Exception:  # noqa: BLE001 - Store.open reports a bad URL in its own words
+        return sqlite_path(parse_db_url(resolve_db_url(db_url)))
+    except HsbenchError:  # Store.open reports a bad URL in its own words
         return None
-    if url.get_backend_name() != "sqlite":
-        return None
-    db = url.database or ""
-    if not db or db == ":memory:" or db.startswith("file::memory:"):
-        return None
-    if db.startswith("file:"):
-        db = db[5:].split("?")[0]
-    return Path(db)
-
-
-#: Options a SQLite URL may carry after ``?`` (SQLAlchemy's pysqlite dialect and SQLite URI filenames).
-SQLITE_URL_OPTIONS = frozenset({
-    "timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements", "uri",
-    "mode", "cache", "vfs", "immutable", "nolock", "psow", "modeof",
-})
-
-
-def check_sqlite_url(db_url: str) -> str:
-    """Refuse a SQLite URL whose path holds a ``?`` that SQLAlchemy would read as options.
-
-    ``sqlite:///runs/a?b.db`` opens the file ``runs/a`` (SQLAlchemy drops the
-    option ``b.db``), so results would land in another file than the one named.
-    A ``?`` before known options (``?timeout=30``, ``?mode=ro&uri=true``) is fine.
-
-    Raises:
-        StoreError: naming the file that would be used and the fix (``%3F``).
-    """
-    from hsbench.errors import StoreError
-
-    text = str(db_url)
-    if not text.lower().startswith("sqlite") or "?" not in text:
-        return text
-    path, _, query = text.partition("?")
-    for part in query.split("&"):
-        key, eq, _value = part.partition("=")
-        if not eq or key not in SQLITE_URL_OPTIONS:
-            raise StoreError(
-                f"the SQLite URL {text!r} has a '?' in its file name: everything after it is read as "
-                f"options, so the file used would be {path.split(':///', 1)[-1]!r}; rename the file, or write "
-                "the '?' as %3F"
-            )
-    return text
 
 
 def database_files(db_url: str | None) -> tuple[Path, ...]:
@@ -177,10 +133,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 __all__ = [
     "SQLITE_SIDE_SUFFIXES",
-    "SQLITE_URL_OPTIONS",
     "atomic_output",
     "check_output_path",
-    "check_sqlite_url",
     "database_files",
     "sqlite_file",
     "write_text_atomic",

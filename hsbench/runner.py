@@ -121,9 +121,9 @@ def check_db_url(db_url: str) -> str:
     """
     from sqlalchemy.engine import make_url
 
-    from hsbench.outputs import check_sqlite_url
+    from hsbench.store.engine import parse_db_url
 
-    check_sqlite_url(db_url)  # a '?' in a SQLite file name would open another file
+    parse_db_url(db_url)  # refuses a '?' in a SQLite file name, which would open another file
     try:
         url = make_url(db_url)
     except Exception:  # noqa: BLE001 - ArgumentError, ValueError, ...
