@@ -670,12 +670,15 @@ def make_figure(
         title = _dataset_title(ds)
         if pk.x == "fps":
             title += " (paper GPU)" if g == "paper" else f" - {g.split(':')[0]}"
+        if g == "paper" and not panel.paper:
+            title += " (no paper values)"
         ax.set_title(title, loc="left", fontsize=size, fontweight="bold")
         if pk.x == "fps":
             dev = PAPER_GPU if g == "paper" else g
-            ax.set_xlabel(f"frames/s on {dev}")
+            xlabel = f"frames/s on {dev}"
         else:
-            ax.set_xlabel(pk.xlabel)
+            xlabel = pk.xlabel
+        ax.set_xlabel("\n".join(_wrap([xlabel], panel_w, size)))
         splits = sorted({p.split for p in panel.paper} | {p.split or "?" for p in panel.measured})
         ax.set_ylabel(f"mIoU [%], {'/'.join(splits)}")
 
@@ -709,7 +712,7 @@ def _wrap(lines: Sequence[str], width_in: float, size_pt: float) -> list[str]:
     """``lines`` wrapped to a figure ``width_in`` wide at ``size_pt`` (DejaVu Sans ~0.55 em/char)."""
     import textwrap
 
-    chars = max(30, int((width_in - 0.1) * 72 / (0.56 * size_pt)))
+    chars = max(20, int((width_in - 0.1) * 72 / (0.56 * size_pt)))
     return [w for line in lines for w in textwrap.wrap(line, chars)]
 
 
@@ -811,7 +814,7 @@ def _separate(ax: Any, texts: Sequence[Any], renderer: Any, *,
     coordinates) are obstacles. Labels are placed in priority order (the last
     of ``texts`` first: measured, then HyperSeg, then other methods); a label
     that overlaps a marker or a label already placed, or sticks out of the
-    axes, moves to the nearest free position on a grid search around it
+    axes, moves to the nearest free position on a grid over the whole axes
     (steps of half its height), if there is one.
     """
     from matplotlib.transforms import Bbox
@@ -829,17 +832,20 @@ def _separate(ax: Any, texts: Sequence[Any], renderer: Any, *,
                   and box.y0 >= axbox.y0 and box.y1 <= axbox.y1)
         return inside and not any(box.overlaps(p) for p in placed)
 
+    offsets_by_step: dict[float, list[tuple[float, float]]] = {}
     for text in reversed(texts):
         box = text.get_window_extent(renderer).padded(pad_px)
         if free(box):
             placed.append(box)
             continue
-        step = max(2.0, box.height / 2)
-        offsets = sorted(
-            ((dx * step, dy * step) for dx in range(-24, 25) for dy in range(-12, 13)),
-            key=lambda d: (d[0] ** 2 + d[1] ** 2, d[1], d[0]),
-        )
-        for dx, dy in offsets:
+        step = round(max(2.0, box.height / 2), 1)
+        if step not in offsets_by_step:  # every offset that stays within the axes, nearest first
+            nx, ny = int(axbox.width / step) + 1, int(axbox.height / step) + 1
+            offsets_by_step[step] = sorted(
+                ((dx * step, dy * step) for dx in range(-nx, nx + 1) for dy in range(-ny, ny + 1)),
+                key=lambda d: (d[0] ** 2 + d[1] ** 2, d[1], d[0]),
+            )
+        for dx, dy in offsets_by_step[step]:
             cand = box.translated(dx, dy)
             if free(cand):
                 x, y = ax.transData.transform(text.get_position())
@@ -906,8 +912,10 @@ def _notes(pk: PlotKind, paper: Sequence[PaperPoint], measured: Sequence[Measure
                     for p in measured if not p.paper_version})
     for ds, version in other:
         spec = DATASETS.get(ds)
-        paper_v = spec.paper_version if spec else "no paper rows"
-        notes.append(f"Hollow: measured on {version}, not the paper's {paper_v}.")
+        if spec is None:
+            notes.append(f"Hollow: measured on {version}; the paper has no {ds} results.")
+        else:
+            notes.append(f"Hollow: measured on {version}, not the paper's {spec.paper_version}.")
     budgets = sorted({p.budget for p in measured})
     if budgets:
         notes.append("Measured budget: " + "; ".join(budgets) + ".")
