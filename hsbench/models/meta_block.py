@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from hsbench.models.weight_mapper import WeightMapperHead
-from hsbench.ops import meta_block_torch, patch_bounds, patchwise_conv2d
+from hsbench.ops import check_backend, meta_block_conv, meta_block_torch, patch_bounds, patchwise_conv2d
 from hsbench.ops.meta_block_ref import channel_affine
 
 
@@ -87,6 +87,7 @@ class DynamicConv2d(nn.Module):
         super().__init__()
         self.spec = spec
         self.padding_mode = padding_mode
+        self.dpw_backend = "auto"  # hsbench.ops backend name; HyperSeg.set_dpw_backend sets it
         self.register_buffer("bias", None)
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -96,7 +97,8 @@ class DynamicConv2d(nn.Module):
             b, (n_h, n_w) = weight.shape[0], weight.shape[-2:]
             bias = self.bias.view(1, -1, 1, 1).expand(b, -1, n_h, n_w)
         return patchwise_conv2d(
-            x, weight, bias, padding=self.spec.kernel // 2, groups=self.spec.groups, padding_mode=self.padding_mode
+            x, weight, bias, padding=self.spec.kernel // 2, groups=self.spec.groups,
+            padding_mode=self.padding_mode, backend=self.dpw_backend,
         )
 
     def extra_repr(self) -> str:
@@ -183,11 +185,24 @@ class MetaBlock(nn.Module):
                 nn.Conv2d(s.c_in, s.c_out, s.kernel, padding=s.kernel // 2, groups=s.groups, bias=False, padding_mode=padding_mode)
                 for s in self.specs
             )
+        self.border, self.padding_mode = border, padding_mode
         self.halo_op = HaloMetaBlockOp(self.specs, padding_mode, self.residual) if (full and dynamic and border == "release") else None
         self.bns = nn.ModuleList(nn.BatchNorm2d(s.c_out) for s in self.specs)
         self.acts = nn.ModuleList(acts)
         self.num_weights = sum(s.num_weights for s in self.specs) if dynamic else 0
         self.mapper: WeightMapperHead | None = None
+        self.dpw_backend = "auto"
+
+    def set_dpw_backend(self, backend: str) -> None:
+        """Run this block's DPWConvs with ``backend`` (:data:`hsbench.ops.BACKENDS`).
+
+        Raises:
+            ValueError: for an unknown name.
+        """
+        self.dpw_backend = check_backend(backend)
+        for conv in self.convs:
+            if isinstance(conv, DynamicConv2d):
+                conv.dpw_backend = backend
 
     def attach_mapper(self, signal_channels: int, groups: int) -> None:
         """Create w_i: signal part of ``signal_channels`` channels -> |theta^{m_i}| weights."""
@@ -208,6 +223,8 @@ class MetaBlock(nn.Module):
             if theta is None:
                 if self.mapper is None or phi is None:
                     raise RuntimeError("a dynamic meta block needs its weight mapper and its signal part phi_i")
+                if self.bn_fused:  # channels-last phi: every patch's weights contiguous for the fused kernels
+                    phi = phi.contiguous(memory_format=torch.channels_last)
                 theta = self.mapper(phi)  # (B, |theta^{m_i}|, N_h, N_w)
             b, _, n_h, n_w = theta.shape
             offset, weights = 0, []
@@ -215,6 +232,8 @@ class MetaBlock(nn.Module):
                 w = theta[:, offset : offset + spec.num_weights]
                 offset += spec.num_weights
                 weights.append(w.reshape(b, spec.c_out, spec.c_in // spec.groups, spec.kernel, spec.kernel, n_h, n_w))
+            if self.bn_fused:
+                return self._forward_bn_fused(x, weights)
             if self.halo_op is not None:
                 return self.halo_op(x, *weights, self._norms())
             for w, conv, bn, act in zip(weights, self.convs, self.bns, self.acts):
@@ -230,6 +249,32 @@ class MetaBlock(nn.Module):
             partial(channel_affine, shift=conv.bias) if isinstance(bn, nn.Identity) and conv.bias is not None else bn
             for conv, bn in zip(self.convs, self.bns)
         ]
+
+    @property
+    def bn_fused(self) -> bool:
+        """Whether :meth:`fuse_bn_` folded the BNs (the block then runs :func:`hsbench.ops.meta_block_conv`)."""
+        return all(isinstance(bn, nn.Identity) for bn in self.bns)
+
+    def _forward_bn_fused(self, x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+        """BN-folded dynamic block as one op: the fused meta block, or one 1x1 DPWConv + ReLU.
+
+        ``weights``: the per-conv weight grids (B, C_out, C_in / G, K, K, N_h, N_w).
+        """
+        b, n_h, n_w = weights[0].shape[0], *weights[0].shape[-2:]
+        if self.full:
+            return meta_block_conv(
+                x,
+                *weights,
+                tuple(conv.bias for conv in self.convs),
+                border=self.border,
+                padding_mode=self.padding_mode,
+                residual=self.residual,
+                backend=self.dpw_backend,
+            )
+        bias = self.convs[0].bias
+        if bias is not None:
+            bias = bias.view(1, -1, 1, 1).expand(b, -1, n_h, n_w)
+        return self.acts[0](patchwise_conv2d(x, weights[0], bias, backend=self.dpw_backend))
 
     @torch.no_grad()
     def fuse_bn_(self, mapper_rows: torch.Tensor | None = None) -> None:
