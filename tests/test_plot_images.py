@@ -24,6 +24,7 @@ Regenerate the baselines (after an intended change; look at them first):
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -149,3 +150,25 @@ def test_tolerance_passes_raster_noise(figures, tmp_path):
         path = tmp_path / f"{name}.png"
         Image.fromarray(noisy.astype(np.uint8)).save(path)
         assert mismatch(base, path) is None, name
+
+
+def _boxes(fig):
+    """(axes, label text, display bbox) of every visible point label."""
+    renderer = fig.canvas.get_renderer()
+    return [(ax, t.get_text(), t.get_window_extent(renderer))
+            for ax in fig.axes for t in ax.texts if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.mark.parametrize("kind", list(PLOT_KINDS))
+def test_point_labels_do_not_overlap_and_stay_in_their_panel(figures, kind):
+    with plot_style(WIDTH):  # text extents depend on the style's (unhinted) glyphs
+        boxes = _boxes(figures[kind])
+        frames = {ax: ax.get_window_extent(figures[kind].canvas.get_renderer())
+                  for ax in figures[kind].axes}
+    assert len(boxes) > 10
+    for ax, text, box in boxes:
+        frame = frames[ax]
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 <= box.y1 <= frame.y1, text
+    for (ax1, t1, b1), (ax2, t2, b2) in itertools.combinations(boxes, 2):
+        if ax1 is ax2:
+            assert not b1.overlaps(b2), f"{t1!r} overlaps {t2!r}"
