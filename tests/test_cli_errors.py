@@ -39,6 +39,8 @@ batch_size = 2
 @pytest.fixture(scope="module")
 def good_db(tmp_path_factory) -> Path:
     """A database with one study, one variant and one finished run (written through the Store)."""
+    import recordkit as rk
+
     from hsbench.store import Store
 
     path = tmp_path_factory.mktemp("db") / "hsbench.db"
@@ -47,9 +49,10 @@ def good_db(tmp_path_factory) -> Path:
         store.upsert_variant("0123456789abcdef", {"model": {"template": "camvid-s"}}, study="good", label="v")
         run = store.start_run("0123456789abcdef", study="good", seed=0, budget_iters=2, device="cpu",
                               dataset="synthetic", resolution="64x64")
-        store.finish_run(run, metrics={"miou": 0.5, "macc": 0.6, "pixel_acc": 0.7},
-                         complexity={"params_learned": 10, "gmacs_thop": 0.1, "resolution": "64x64"},
-                         speed={"fps": 10.0, "device": "cpu", "resolution": "64x64"})
+        store.finish_run(run, rk.record(
+            "0123456789abcdef", metrics=rk.metrics(miou=0.5, macc=0.6, pixel_acc=0.7),
+            complexity=rk.complexity(params_learned=10, gmacs_thop=0.1, resolution="64x64"),
+            speed=rk.speed(fps=10.0, device="cpu", resolution="64x64")))
     return path
 
 

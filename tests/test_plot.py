@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import recordkit as rk
 import typer
 from typer.testing import CliRunner
 
@@ -27,9 +28,9 @@ def _fill(store):
         store.upsert_variant(vid, {**cfg, "tag": vid}, study="camvid", label=vid)
         rid = store.start_run(vid, study="camvid", budget_iters=240_000, max_iters=200,
                               dataset="camvid", dataset_version="segnet", resolution="480x360")
-        store.finish_run(rid, metrics={"miou": miou},
-                         complexity={"params_learned": 9_900_000, "gmacs_thop": 3.1},
-                         speed={"fps": fps, "device": dev, "device_name": name})
+        store.finish_run(rid, rk.record(vid, metrics=rk.metrics(miou=miou),
+                                        complexity=rk.complexity(params_learned=9_900_000, gmacs_thop=3.1),
+                                        speed=rk.speed(fps=fps, device=dev, device_name=name)))
 
 
 @pytest.fixture()
