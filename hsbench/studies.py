@@ -29,6 +29,9 @@ evaluated as Python)::
     name = "grid16_pe"
     model.grid_size = 16
 
+    [launch]                          # optional: SLURM resources of --executor submitit jobs
+    cpus_per_task = 4                 # (hsbench.resources.LaunchConfig; hsbench run options win)
+
 Semantics
     The variants are ``rows x product(axes)``: each ``[[variants]]`` table is
     a row (``[base]`` alone is the one row when there are none) and every
@@ -61,6 +64,7 @@ Validation (before anything runs or is written)
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import re
@@ -77,13 +81,14 @@ from hsbench.engine.config import EvalConfig, TrainConfig, _table1_key
 from hsbench.errors import ConfigError, DataError
 from hsbench.measure.config import SpeedConfig
 from hsbench.models.config import ModelConfig
+from hsbench.resources import LaunchConfig
 
 #: Paper tables a study may name (paper Tables 2-4, supplement Tables S2, S3).
 PAPER_TABLES = ("2", "3", "4", "S2", "S3")
 #: Keys allowed at the top level of a study file.
-TOP_KEYS = ("study", "base", "axes", "variants", "seeds")
+TOP_KEYS = ("study", "base", "axes", "variants", "seeds", "launch")
 #: Keys allowed in ``[study]``.
-STUDY_KEYS = ("name", "description", "table", "seeds")
+STUDY_KEYS = ("name", "description", "table", "seeds", "baseline")
 #: Smallest input side the model accepts, pixels (HyperSeg.MIN_SIZE).
 MIN_SIDE = 64
 #: Fields that accept a ``"WxH"`` string as well as ``[W, H]``.
@@ -322,6 +327,11 @@ class Study:
         text: the file's text (stored with the study).
         variants: the fully resolved variants, in file order (rows, then axis product).
         seeds: training seeds; every variant runs once per seed.
+        baseline: the variant (by name) that reports pair every other variant with
+            (``[study] baseline``); None = the report picks the variant closest to
+            the paper's configuration.
+        launch: the ``[launch]`` table: SLURM resources of the study's jobs
+            (:class:`hsbench.resources.LaunchConfig`; all defaults without one).
     """
 
     name: str
@@ -331,6 +341,8 @@ class Study:
     text: str
     variants: tuple[Variant, ...]
     seeds: tuple[int, ...]
+    baseline: str | None = None
+    launch: LaunchConfig = LaunchConfig()
 
     def jobs(self) -> list[tuple[Variant, int]]:
         """``(variant, seed)`` pairs in run order: variant by variant, seed by seed."""
@@ -421,7 +433,7 @@ class _Parser:
         """Type-check one value (and convert ``"WxH"`` strings); return what the config gets."""
         hint = FIELDS[s.section][s.field]
         if (s.section, s.field) in WH_FIELDS and isinstance(value, str):
-            from hsbench.measure.config import parse_resolution
+            from hsbench.values import parse_resolution
 
             try:
                 value = list(parse_resolution(value))
@@ -455,6 +467,7 @@ class _Parser:
                 raise self.error(f"unknown top-level key {key!r}" + _did_you_mean(key, TOP_KEYS), (key,))
 
         name, description, table, seeds = self._study(doc)
+        launch = self._launch(doc)
         base = self._base(doc)
         axes = self._axes(doc)
         rows = self._rows(doc)
@@ -485,6 +498,7 @@ class _Parser:
                 variants.append(self._variant(vname, merged, seeds))
 
         self._check_unique(variants)
+        baseline = self._baseline(doc, variants)
         if self.check_data:
             self._check_data(variants)
         return Study(
@@ -495,7 +509,23 @@ class _Parser:
             text=self.text,
             variants=tuple(variants),
             seeds=seeds,
+            baseline=baseline,
+            launch=launch,
         )
+
+    def _baseline(self, doc: dict[str, Any], variants: list[Variant]) -> str | None:
+        """``[study] baseline``: the name of one of the study's variants, or None."""
+        raw = doc["study"].get("baseline")
+        if raw is None:
+            return None
+        names = [v.name for v in variants]
+        if not isinstance(raw, str) or raw not in names:
+            raise self.error(
+                f"baseline {_toml_value(raw)} is not a variant of this study"
+                + _did_you_mean(str(raw), names) + f"; variants: {', '.join(names)}",
+                ("study", "baseline"),
+            )
+        return raw
 
     def _study(self, doc: dict[str, Any]) -> tuple[str, str | None, str | None, tuple[int, ...]]:
         study = doc.get("study")
@@ -524,7 +554,7 @@ class _Parser:
         if table is not None:
             if isinstance(table, bool) or not isinstance(table, (str, int)):
                 raise self.error(f"table must be a string such as \"S2\", got {_type_name(table)}", ("study", "table"))
-            from hsbench.store.db import normalize_table_id
+            from hsbench.reporting.paper import normalize_table_id
 
             table = normalize_table_id(table)
             if table not in PAPER_TABLES:
@@ -546,6 +576,23 @@ class _Parser:
         if len(set(raw)) != len(raw):
             raise self.error(f"seeds has duplicates: {_toml_value(raw)}", seeds_path)
         return name, desc, table, tuple(raw)
+
+    def _launch(self, doc: dict[str, Any]) -> LaunchConfig:
+        table = doc.get("launch", {})
+        if not isinstance(table, dict):
+            raise self.error(f"launch must be a table of SLURM resources, got {_type_name(table)}", ("launch",))
+        allowed = [f.name for f in dataclasses.fields(LaunchConfig)]
+        for key, value in table.items():
+            if key not in allowed:
+                raise self.error(f"unknown [launch] key {key!r}" + _did_you_mean(key, allowed), ("launch", key))
+            try:
+                LaunchConfig(**{key: value})
+            except ConfigError as exc:
+                raise self.error(f"{exc}", ("launch", key)) from None
+        try:
+            return LaunchConfig.from_dict(table)
+        except ConfigError as exc:
+            raise self.error(str(exc), ("launch",)) from None
 
     def _base(self, doc: dict[str, Any]) -> list[_Setting]:
         base = doc.get("base", {})

@@ -10,7 +10,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-from hsbench.record import ComplexityRecord, MetricsRecord, RunRecord, SpeedRecord, TrainingRecord
+from hsbench.record import (
+    ComplexityRecord,
+    MetricsRecord,
+    RunRecord,
+    SpeedRecord,
+    TrainingRecord,
+)
 
 T = TypeVar("T")
 

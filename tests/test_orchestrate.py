@@ -17,10 +17,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import recordkit as rk
 import torch
 from sqlalchemy import event
 
-import recordkit as rk
 from hsbench.cli import main
 from hsbench.store import STALE_AFTER_S, Store
 from hsbench.studies import load_study

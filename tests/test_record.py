@@ -9,10 +9,10 @@ import dataclasses
 import json
 
 import pytest
+import recordkit as rk
 import torch
 from torch import nn
 
-import recordkit as rk
 from hsbench.record import (
     RECORD_FORMAT,
     SUB_RECORDS,

@@ -35,8 +35,8 @@ from typing import Any
 
 from hsbench.errors import StoreError
 from hsbench.record import RunRecord, SpeedRecord
-from hsbench.reporting.paper import TABLES, PaperRow, PaperTable
-from hsbench.store import RunDetail, Store, normalize_resolution, normalize_table_id
+from hsbench.reporting.paper import TABLES, PaperRow, PaperTable, normalize_table_id
+from hsbench.store import RunDetail, Store, normalize_resolution
 
 #: Template -> its default backbone (supplement Table S1).
 TEMPLATE_BACKBONE = {
@@ -90,6 +90,16 @@ class MeasuredRecord:
     dataset: str
     resolution: str | None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: mean class accuracy, pixel accuracy and trimap mIoU, percent (None when not stored).
+    macc: float | None = None
+    pixel_acc: float | None = None
+    trimap_miou: float | None = None
+    #: class name -> IoU, percent (None = undefined for that class).
+    class_iou: dict[str, float | None] = field(default_factory=dict)
+    #: the run's own FPS bootstrap interval over repeats (low, high), frames/s.
+    fps_ci: tuple[float, float] | None = None
+    #: the variant's resolved config (nested dicts, as stored).
+    config: dict[str, Any] = field(default_factory=dict)
     #: The stored :class:`hsbench.record.RunRecord` of this run (every metric, the
     #: speed settings and provenance), for readers that need more than the columns above.
     run: RunRecord | None = None
@@ -242,7 +252,19 @@ def to_record(d: RunDetail) -> MeasuredRecord:
         method += " w/o DPWConv"
     dataset = " ".join(str(x) for x in (dataset_name, r.dataset_version) if x) or "unknown dataset"
     train_device = d.training.device if d.training is not None and d.training.device else r.device
+
+    def pct(x: float | None) -> float | None:
+        return None if x is None else 100.0 * x
+
+    class_iou = (met.per_class_iou if met else None) or {}
+    fps_ci = (sp.fps_ci_low, sp.fps_ci_high) if sp else (None, None)
     return MeasuredRecord(
+        macc=pct(met.macc) if met else None,
+        pixel_acc=pct(met.pixel_acc) if met else None,
+        trimap_miou=pct(met.trimap_miou) if met else None,
+        class_iou={str(k): pct(v) for k, v in class_iou.items()},
+        fps_ci=None if None in fps_ci else (float(fps_ci[0]), float(fps_ci[1])),
+        config=d.config,
         run_id=r.id,
         seed=r.seed,
         variant_id=r.variant_id,

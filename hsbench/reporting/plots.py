@@ -28,9 +28,10 @@ from typing import Any
 import pandas as pd
 
 from hsbench.errors import ConfigError
+from hsbench.outputs import atomic_output, check_output_path
 from hsbench.reporting.measured import measured_records
-from hsbench.reporting.paper import PAPER_GPU, TABLES
-from hsbench.store import Store, normalize_table_id
+from hsbench.reporting.paper import PAPER_GPU, TABLES, normalize_table_id
+from hsbench.store import Store
 
 #: kind -> (x key, x axis label).
 PLOT_KINDS: dict[str, tuple[str, str]] = {
@@ -266,11 +267,14 @@ def save_plot(
     """
     check_kind(kind)
     path = check_out_path(out if out is not None else default_out(kind, study))
+    if store is not None:
+        check_output_path(path, db_url=store.url)
     if store is not None and study is not None:
         store.get_study(study)  # unknown study -> StoreError before drawing
     fig = make_figure(kind, store, study=study)
     try:
-        fig.savefig(path, dpi=150)
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=150, format=path.suffix.lower().lstrip("."))
     except OSError as exc:
         raise ConfigError(f"cannot write plot {str(path)!r}: {exc.strerror or exc}") from None
     return path
