@@ -19,6 +19,7 @@ and times on GPU 1):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -82,19 +83,27 @@ class Job:
 
 
 def metrics_record(result: RunResult) -> MetricsRecord:
-    """The :class:`MetricsRecord` of a :class:`hsbench.engine.run.RunResult` (fractions in [0, 1])."""
-    m = result.metrics
-    return MetricsRecord(
-        split=result.protocol.get("split"),
-        miou=finite_or_none(m.get("miou")),
-        macc=finite_or_none(m.get("macc")),
-        pixel_acc=finite_or_none(m.get("pixel_acc")),
-        trimap_miou=finite_or_none(m.get("trimap_miou")),
-        per_class_iou={k: finite_or_none(v) for k, v in result.per_class_iou.items()},
-        per_class_acc={k: finite_or_none(v) for k, v in result.per_class_acc.items()},
-        confusion_matrix=[[int(c) for c in row] for row in result.confusion_matrix],
-        protocol=dict(result.protocol),
-    )
+    """The :class:`MetricsRecord` of a :class:`hsbench.engine.run.RunResult` (fractions in [0, 1]).
+
+    The scalar scores of ``result.metrics`` go to the fields of the same names,
+    so a score that evaluation adds needs only its record field (and column).
+
+    Raises:
+        RecordError: a score without a :class:`MetricsRecord` field (it would be lost).
+    """
+    names = {f.name for f in dataclasses.fields(MetricsRecord)}
+    unknown = sorted(set(result.metrics) - names)
+    if unknown:
+        raise RecordError(f"evaluation scores {unknown} have no MetricsRecord field; add them to hsbench.record")
+    scores = {name: finite_or_none(result.metrics.get(name)) for name in names}
+    return MetricsRecord(**{
+        **scores,
+        "split": result.protocol.get("split"),
+        "per_class_iou": {k: finite_or_none(v) for k, v in result.per_class_iou.items()},
+        "per_class_acc": {k: finite_or_none(v) for k, v in result.per_class_acc.items()},
+        "confusion_matrix": [[int(c) for c in row] for row in result.confusion_matrix],
+        "protocol": dict(result.protocol),
+    })
 
 
 def training_record(result: RunResult) -> TrainingRecord:

@@ -246,3 +246,21 @@ batch_size = 1
 [base.measure]
 counters = ["thop"]
 """
+
+
+def test_the_worker_maps_scores_by_name_and_refuses_a_score_without_a_field():
+    from hsbench.engine.run import RunResult
+    from hsbench.worker import metrics_record
+
+    def result(scores):
+        return RunResult(metrics=scores, per_class_iou={"a": 0.5}, per_class_acc={"a": 0.75},
+                         confusion_matrix=[[3]], protocol={"split": "val"}, wall_time_s=1.0, train_wall_time_s=1.0,
+                         eval_wall_time_s=0.1, train_images_per_s=1.0, eval_images_per_s=1.0, iterations_done=1,
+                         start_iteration=0, final_loss=None, checkpoint_path=None, device="cpu",
+                         device_name="cpu", world_size=1, dataset_version=None, configs={})
+
+    m = metrics_record(result({"miou": 0.5, "macc": 0.6, "pixel_acc": 0.7, "trimap_miou": float("nan")}))
+    assert (m.miou, m.macc, m.pixel_acc, m.trimap_miou, m.split) == (0.5, 0.6, 0.7, None, "val")
+    assert m.per_class_acc == {"a": 0.75}
+    with pytest.raises(RecordError, match=r"scores \['fwiou'\] have no MetricsRecord field"):
+        metrics_record(result({"miou": 0.5, "fwiou": 0.4}))
