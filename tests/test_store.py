@@ -219,10 +219,24 @@ def test_foreign_and_broken_files_are_refused(tmp_path):
 @pytest.mark.parametrize("url, msg", [
     ("not a url", "is not a database URL"),
     ("nosuchdriver://host/db", "unknown database driver"),
+    ("sqlite:///runs?v2.db", r"the '\?' starts SQLite URL options, so the database file would be 'runs'"),
+    ("sqlite:///runs.db?journal=wal", "write a '\\?' of the file name as %3F"),
 ])
 def test_bad_database_urls(url, msg):
     with pytest.raises(StoreError, match=msg):
         Store.open(url)
+
+
+def test_question_mark_in_a_sqlite_file_name(tmp_path, monkeypatch):
+    """Bad input #9: a '?' in a SQLite path is refused (it would start URL options and
+    change the file used); written as %3F it names the file, and driver options still work."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="database file would be 'a'"):
+        Store.open("sqlite:///a?b.db")
+    assert list(tmp_path.iterdir()) == []
+    Store.open("sqlite:///a%3Fb.db").close()
+    Store.open("sqlite:///a%3Fb.db?timeout=5", create=False).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a?b.db"]
 
 
 def test_read_only_open_never_creates(tmp_path):

@@ -127,34 +127,43 @@ def declared_baseline(spec_toml: str | None) -> str | None:
 
 def _study_figures(store, study: str) -> list[str]:
     """The trade-off plots of a study as SVG documents (for the HTML report)."""
-    import io
+    from hsbench.reporting.plots import PLOT_KINDS, figure_svg
 
-    from hsbench.reporting.plots import PLOT_KINDS, make_figure
-
-    svgs = []
-    for kind in PLOT_KINDS:
-        buf = io.StringIO()
-        make_figure(kind, store, study=study).savefig(buf, format="svg")
-        svgs.append(buf.getvalue())
-    return svgs
+    return [figure_svg(kind, store, study=study) for kind in PLOT_KINDS]
 
 
 def plot(
     kind: str = typer.Argument(..., help="fps-vs-miou, gmacs-vs-miou or params-vs-miou"),
     study: Optional[str] = typer.Option(None, "--study", help="only this study's runs"),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="FILE.png, .svg or .pdf (default results/<kind>.png)"
+        None, "--out", "-o",
+        help="FILE.png, .svg or .pdf (default results/<kind>[-<study>].<format>)",
     ),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", "-f", help="png, svg or pdf (default: --out's suffix, else png)"
+    ),
+    width: str = typer.Option(
+        "page", "--width", help="column (3.3 in), page (6.9 in) or a width in inches"
+    ),
+    dpi: int = typer.Option(200, "--dpi", help="resolution of png output, dots per inch"),
     db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
 ) -> None:
-    """Plot mIoU against speed, compute or size: measured runs beside the paper's methods."""
-    from hsbench.reporting.plots import check_kind, check_suffix, default_out, save_plot
+    """Plot mIoU against speed, compute or size: one panel per dataset, one speed axis per device."""
+    from hsbench.reporting.plots import (
+        check_dpi,
+        check_kind,
+        check_width,
+        resolve_out,
+        save_plot,
+    )
 
     check_kind(kind)
-    path = check_suffix(out if out is not None else default_out(kind, study))
+    check_width(width)
+    check_dpi(dpi)
+    path = resolve_out(kind, study, out, fmt)
     path = check_output_path(path, db_url=db)
     with _open_readonly(db) as store:
-        written = save_plot(kind, store, study=study, out=path)
+        written = save_plot(kind, store, study=study, out=path, width=width, dpi=dpi)
     typer.echo(f"wrote {written}")
 
 

@@ -13,6 +13,7 @@ A *measured record* is one finished run (the latest finished run of each
 ``latency_ms``            median end-to-end latency, ms
 ``budget``                "<iters> iters" or "<max> of <budget> iters"
 ``dataset``               dataset name and version
+``dataset_name``          dataset name alone ("camvid"); ``dataset_version`` what was read
 ``resolution``            "WxH" of training/evaluation
 ``run``                   the stored :class:`~hsbench.record.RunRecord` (every field)
 ========================  =====================================================
@@ -100,6 +101,10 @@ class MeasuredRecord:
     fps_ci: tuple[float, float] | None = None
     #: the variant's resolved config (nested dicts, as stored).
     config: dict[str, Any] = field(default_factory=dict)
+    #: The dataset's name alone ("camvid", "cityscapes", "voc", "synthetic").
+    dataset_name: str | None = None
+    #: What the data loader reported it read, e.g. "CamVid 480x360 (SegNet layout)".
+    dataset_version: str | None = None
     #: The stored :class:`hsbench.record.RunRecord` of this run (every metric, the
     #: speed settings and provenance), for readers that need more than the columns above.
     run: RunRecord | None = None
@@ -290,6 +295,8 @@ def to_record(d: RunDetail) -> MeasuredRecord:
         max_iters=r.max_iters,
         dataset=dataset,
         resolution=resolution,
+        dataset_name=str(dataset_name).lower() if dataset_name else None,
+        dataset_version=r.dataset_version,
         run=d.record,
     )
 

@@ -66,4 +66,24 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "Claim",
+    "DB_ENV_VAR",
+    "DEFAULT_DB_URL",
+    "HEARTBEAT_S",
+    "MissingDatabaseError",
+    "OutdatedDatabaseError",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "STALE_AFTER_S",
+    "RunDetail",
+    "RunSummary",
+    "Store",
+    "StudyInfo",
+    "normalize_resolution",
+    "normalize_table_id",
+    "owner_token",
+    "resolve_db_url",
+]
+assert sorted(__all__) == sorted(_EXPORTS)

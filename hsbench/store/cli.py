@@ -36,13 +36,17 @@ def upgrade(db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP)) -> No
     """Upgrade the database to this hsbench's schema revision, in place, every row kept."""
     from hsbench.store.migrations import upgrade_database
 
-    shown, before, after = upgrade_database(db)
-    if before == after:
+    shown, before, after, stamped = upgrade_database(db)
+    if stamped and before == after:
+        typer.echo(f"{shown}: hsbench 0.1.0 database, now recorded as schema revision {after} "
+                   "(no table changed)")
+    elif before == after:
         typer.echo(f"{shown}: already at schema revision {after}, nothing to do")
     elif before is None:
         typer.echo(f"{shown}: created the hsbench tables at schema revision {after}")
     else:
-        typer.echo(f"{shown}: upgraded from schema revision {before} to {after}")
+        typer.echo(f"{shown}: upgraded from schema revision {before} to {after}"
+                   + (" (hsbench 0.1.0 database)" if stamped else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -74,16 +74,43 @@ def resolve_db_url(cli_value: str | None = None) -> str:
     return env or DEFAULT_DB_URL
 
 
+#: Query options of a SQLite URL: the pysqlite driver's and SQLite's URI parameters.
+SQLITE_URL_OPTIONS = frozenset({
+    "timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements",
+    "uri", "mode", "cache", "immutable", "nolock", "vfs", "psow", "modeof",
+})
+
+
 def parse_db_url(url: str) -> URL:
     """``url`` parsed by SQLAlchemy.
 
+    A ``?`` in a SQLite URL starts its options: ``sqlite:///runs?v2.db`` would
+    silently use the file ``runs``. Unless everything after it is a known
+    option (:data:`SQLITE_URL_OPTIONS`), it is refused with the fix
+    (write ``?`` in a file name as ``%3F``).
+
     Raises:
-        StoreError: not a database URL.
+        StoreError: not a database URL, or a SQLite URL with unknown options.
     """
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except (ArgumentError, ValueError, TypeError):
         raise StoreError(f"{url!r} is not a database URL; {_URL_HINT}") from None
+    if parsed.get_backend_name() == "sqlite" and "?" in url:
+        from urllib.parse import parse_qsl
+
+        query = url.split("?", 1)[1]
+        pairs = [p for p in query.replace(";", "&").split("&") if p]
+        unknown = [p for p in pairs if "=" not in p]
+        unknown += [k for k, _ in parse_qsl(query, keep_blank_values=True)
+                    if k not in SQLITE_URL_OPTIONS]
+        if unknown or not pairs:
+            raise StoreError(
+                f"in {url!r} the '?' starts SQLite URL options, so the database file would be "
+                f"{parsed.database!r}; write a '?' of the file name as %3F "
+                f"(e.g. {url.replace('?', '%3F', 1)!r})"
+            )
+    return parsed
 
 
 def shown_url(url: URL) -> str:
@@ -106,7 +133,8 @@ def check_db_url(url: str) -> URL:
         raise StoreError(f"unknown database driver in {shown_url(parsed)!r}; {_URL_HINT}") from None
     except ImportError as exc:
         extra = (" (pip install 'hsbench[postgres]')"
-                 if parsed.get_backend_name() == "postgresql" else "")
+                 if (parsed.get_backend_name(), parsed.get_driver_name())
+                 == ("postgresql", "psycopg") else "")
         raise StoreError(
             f"the driver of {shown_url(parsed)!r} is not installed: {exc}{extra}"
         ) from None
@@ -184,6 +212,16 @@ def _is_wal_file(path: Path) -> bool:
     return len(head) == 20 and head[18] == 2 and head[19] == 2
 
 
+def sqlite_read_url(url: URL, path: Path) -> URL:
+    """The SQLAlchemy URL that reads the SQLite database ``path`` (the file of ``url``)
+    without writing anything: :func:`sqlite_read_uri` as a ``uri=true`` URL, keeping
+    ``url``'s driver options (``timeout``, ...)."""
+    uri, _, params = sqlite_read_uri(path).partition("?")
+    query = {k: v for k, v in url.query.items() if k not in ("uri", "mode", "immutable")}
+    query.update(dict(p.split("=") for p in params.split("&")), uri="true")
+    return URL.create("sqlite", database=uri, query=query)
+
+
 def sqlite_read_uri(path: Path) -> str:
     """The ``file:`` URI that reads the SQLite database ``path`` without writing anything.
 
@@ -251,12 +289,12 @@ def create_store_engines(
     parsed = check_db_url(url.render_as_string(hide_password=False))
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {}
-    target: URL | str = parsed
+    target: URL = parsed
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
         path = sqlite_path(parsed)
         if read_only and path is not None:
-            target = "sqlite:///" + sqlite_read_uri(path) + "&uri=true"
+            target = sqlite_read_url(parsed, path)
     elif backend == "postgresql" and read_only:
         kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
     try:
@@ -284,6 +322,7 @@ __all__ = [
     "MissingDatabaseError",
     "OutdatedDatabaseError",
     "PG_WRITE_LOCK",
+    "SQLITE_URL_OPTIONS",
     "check_db_url",
     "create_store_engines",
     "error_reason",
@@ -293,5 +332,6 @@ __all__ = [
     "shown_url",
     "sqlite_path",
     "sqlite_read_uri",
+    "sqlite_read_url",
     "upgrade_command",
 ]

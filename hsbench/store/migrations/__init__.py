@@ -23,7 +23,8 @@ open, so it refuses a database upgraded past its schema instead of writing
 rows without the new columns.
 
 Adding revision N (e.g. a new column)
-    1. Change the ORM in :mod:`hsbench.store.schema`.
+    1. Change the ORM in :mod:`hsbench.store.schema` and set its
+       ``SCHEMA_VERSION`` to N.
     2. Write ``versions/000N_<what>.py`` with ``revision = "000N"`` and
        ``down_revision = "000(N-1)"`` (4 digits: the number is the
        ``schema_info.version``). Start from ``script.py.mako`` by hand, or let
@@ -44,9 +45,11 @@ Adding revision N (e.g. a new column)
        loop, on both SQLite and PostgreSQL).
     5. ``tests/test_migrations.py`` then checks, on SQLite and PostgreSQL,
        that the migrated schema equals the ORM's
-       (``test_migrations_build_the_orm_schema``) and that a 0.1.0 database
-       upgrades with every row kept; extend ``_check_upgraded_rows`` there for
-       data your migration moves.
+       (``test_migrations_build_the_orm_schema``) and that a database written
+       by hsbench 0.1.0 (``tests/data/hsbench-0.1.0``) upgrades with every row
+       and every 0.1.0 column kept and reports as 0.1.0 reported it
+       (``test_0_1_0_database_upgrades_with_every_row_kept``); add asserts
+       there for data your migration moves into new columns.
 """
 
 from __future__ import annotations
@@ -139,8 +142,11 @@ def database_revision(connection: "Connection") -> str | None:
     return None
 
 
-def upgrade(connection: "Connection", to: str = "head") -> tuple[str | None, str]:
-    """Upgrade the database behind ``connection`` to revision ``to``; (before, after).
+def upgrade(connection: "Connection", to: str = "head") -> tuple[str | None, str, bool]:
+    """Upgrade the database behind ``connection`` to revision ``to``; (before, after, stamped).
+
+    ``stamped`` is true when the database came from hsbench 0.1.0 (no
+    ``alembic_version`` table) and now records its revision.
 
     Runs inside the caller's transaction (the caller commits; on PostgreSQL
     and SQLite the DDL rolls back with it). An empty database gets every
@@ -157,12 +163,14 @@ def upgrade(connection: "Connection", to: str = "head") -> tuple[str | None, str
     cfg = alembic_config(connection)
     from sqlalchemy import inspect
 
-    if before is not None and "alembic_version" not in inspect(connection).get_table_names():
+    stamped = (before is not None
+               and "alembic_version" not in inspect(connection).get_table_names())
+    if stamped:
         command.stamp(cfg, before)
     command.upgrade(cfg, to)
     after = database_revision(connection)
     assert after is not None
-    return before, after
+    return before, after, stamped
 
 
 def newer_database_error(revision: str) -> StoreError:
@@ -240,8 +248,11 @@ def database_status(url: str | None) -> tuple[str, str | None, str]:
     return shown, revision, head_revision()
 
 
-def upgrade_database(url: str | None) -> tuple[str, str | None, str]:
-    """Upgrade the database at ``url`` to the head in one transaction; ``(shown URL, before, after)``.
+def upgrade_database(url: str | None) -> tuple[str, str | None, str, bool]:
+    """Upgrade the database at ``url`` to the head in one transaction.
+
+    Returns ``(URL as shown, revision before or None when empty, revision after,
+    stamped)``; ``stamped``: a hsbench 0.1.0 database now records its revision.
 
     What ``hsbench db upgrade`` runs. An empty database (a new PostgreSQL
     database, say) gets every table. On SQLite the transaction holds the
@@ -263,7 +274,7 @@ def upgrade_database(url: str | None) -> tuple[str, str | None, str]:
     _, write = create_store_engines(parsed, read_only=False, foreign_keys=False)
     try:
         with write.begin() as conn:
-            before, after = upgrade(conn)
+            before, after, stamped = upgrade(conn)
             if conn.dialect.name == "sqlite":
                 broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
                 if broken:
@@ -281,4 +292,4 @@ def upgrade_database(url: str | None) -> tuple[str, str | None, str]:
         raise StoreError(f"database {shown}: {exc}") from None
     finally:
         write.dispose()
-    return shown, before, after
+    return shown, before, after, stamped

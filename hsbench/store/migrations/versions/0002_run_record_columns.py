@@ -23,9 +23,15 @@ runner renamed on the way (see issue 8). From this revision a run is one
   ``warmup_frames``, ``warmup_converged``, ``weights``, ``protocol``,
   ``config``, ``settings`` (0.1.0 keys of the same names) and
   ``dpwconv_backend``.
-* every ``extra`` column is dropped after its known keys were moved. Keys the
-  0.1.0 runner never wrote (only a hand-made ``finish_run`` call could) are
-  not kept.
+* every ``extra`` column is dropped after its known keys were moved. Dropped
+  with it (:data:`DROPPED_KEYS`) are what duplicated other columns
+  (``runs.extra.label``: the study's label; ``metrics.extra.dataset_version``:
+  ``runs.dataset_version``; ``speed.extra.ci_low_ms`` / ``ci_high_ms`` /
+  ``fps_ci95``: ``fps_ci_low`` / ``fps_ci_high`` in other units; the
+  ``latency`` / ``model_only`` stats but their ``std_ms``: the latency
+  columns), the worker's ``pid``, and the raw latency summary's
+  ``n`` / ``min_ms`` / ``max_ms`` / ``repeat_median_ms``. Keys the 0.1.0 runner never
+  wrote (only a hand-made ``finish_run`` call could) are not kept either.
 
 Every row is kept. ``downgrade()`` packs the moved values back into ``extra``.
 
@@ -60,6 +66,13 @@ COMPLEXITY_KEYS = ("gmacs_dpwconv", "gmacs_weight_mapper", "wall_time_s")
 COMPLEXITY_JSON = ("counters",)
 SPEED_KEYS = ("warmup_frames", "warmup_converged", "weights", "protocol")
 SPEED_JSON = ("config", "settings")
+#: extra keys (0.1.0) that 0002 drops, by table (module docstring).
+DROPPED_KEYS = {
+    "runs": {"pid", "label"},
+    "metrics": {"dataset_version"},
+    "complexity": set(),
+    "speed": {"ci_low_ms", "ci_high_ms", "fps_ci95", "latency", "model_only"},
+}
 SPEED_RENAMES = {"batch": "batch_size", "tta": "tta_hflip", "driver": "driver_version",
                  "cuda": "cuda_version", "cudnn": "cudnn_version", "torch": "torch_version"}
 
