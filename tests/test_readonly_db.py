@@ -78,7 +78,7 @@ def test_read_only_store_cannot_write(db_url):
             with store.engine.begin() as con:
                 con.exec_driver_sql("delete from metrics")
     with Store.open(db_url, create=False) as store:
-        assert store.get_run(1).metrics["miou"] == pytest.approx(0.41)
+        assert store.get_run(1).metrics.miou == pytest.approx(0.41)
 
 
 def test_reader_sees_a_live_writers_rows(tmp_path):
