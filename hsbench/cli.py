@@ -7,7 +7,7 @@ Registration (how a command joins the CLI)
     :mod:`hsbench.errors` (or other torch-free hsbench modules) at module
     level; every command *body* imports its implementation (torch, timm,
     pandas, seaborn, SQLAlchemy, ...) when it runs. So ``hsbench --help``
-    and ``import hsbench.cli`` load none of them (tests/test_cli_startup.py
+    and ``import hsbench.cli`` load none of them (tests/test_cli_boundary.py
     asserts it on ``sys.modules``; benchmarks/bench_cli_startup.py times it).
 
 Error boundary (:func:`main`)
@@ -38,6 +38,7 @@ from hsbench.errors import BUG_REPORT, HsbenchError
 #: Command modules, each with ``register(app)``; torch-free at import (see the module docstring).
 COMMAND_MODULES = (
     "hsbench.measure.cli",  # profile, bench dpwconv
+    "hsbench.models.cli",  # import-weights
     "hsbench.reporting.cli",  # report, plot, runs list|show
     "hsbench.runner",  # run
     "hsbench.engine.cli",  # train

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 from hsbench.device import check_device
 from hsbench.errors import ConfigError, StoreError
 from hsbench.record import RunRecord
+from hsbench.values import INT64_MAX
 from hsbench.worker import (
     ERROR_NAME,
     RECORD_NAME,
@@ -114,8 +115,10 @@ def check_max_iters(max_iters: int | None) -> int | None:
     """
     if max_iters is None:
         return None
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
-        raise ConfigError(f"--max-iters must be a positive number of training iterations, got {max_iters!r}")
+    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or not 1 <= max_iters <= INT64_MAX:
+        raise ConfigError(
+            f"--max-iters must be a positive number of training iterations (at most {INT64_MAX}), got {max_iters!r}"
+        )
     return max_iters
 
 
@@ -127,6 +130,9 @@ def check_db_url(db_url: str) -> str:
     """
     from sqlalchemy.engine import make_url
 
+    from hsbench.store.engine import parse_db_url
+
+    parse_db_url(db_url)  # refuses a '?' in a SQLite file name, which would open another file
     try:
         url = make_url(db_url)
     except Exception:  # noqa: BLE001 - ArgumentError, ValueError, ...
@@ -502,8 +508,8 @@ def run_local(todo: list[tuple[Variant, int]], run: StudyRun) -> None:
                 continue
             phase_name = ["start"]
 
-            def on_phase(name: str, head: str = a.head) -> None:
-                phase_name[0] = name
+            def on_phase(name: str, head: str = a.head, current: list[str] = phase_name) -> None:
+                current[0] = name
                 run.out(f"{head}: {name} ...")
 
             try:
@@ -560,6 +566,7 @@ def run_study(study: Study, options: RunOptions, *, execute: Executor | None = N
         KeyboardInterrupt: after marking the current run(s) interrupted.
     """
     from hsbench.store import Store
+    from hsbench.studies import check_name_reuse
 
     out = out or console_printer(options.quiet)
     execute = execute or run_local
@@ -573,6 +580,8 @@ def run_study(study: Study, options: RunOptions, *, execute: Executor | None = N
             stored = store.get_study(study.name)
         except StoreError:
             stored = None
+        if stored is not None:  # a second file reusing a stored study's name: refused without --force
+            check_name_reuse(study, stored.spec_toml, stored.spec_path, force=options.force)
         unchanged = (
             stored is not None and stored.spec_toml == study.text and stored.description == study.description
             and stored.paper_table == study.table and stored.n_variants == len(study.variants)

@@ -191,8 +191,8 @@ def test_reading_runs_takes_the_same_number_of_queries_for_2_and_12_runs(tmp_pat
                 "finished_runs_of_study": lambda s=store: s.finished_runs("q"),
                 "list_runs": lambda s=store: s.list_runs(study="q"),
             }[query]
-            result = []
-            counts.append(len(_statements(store, lambda fn=fn: result.extend(fn()))))
+            result: list = []
+            counts.append(len(_statements(store, lambda fn=fn, result=result: result.extend(fn()))))
             assert len(result) == n
     assert counts[0] == counts[1] and counts[0] <= 12, counts
 

@@ -77,6 +77,7 @@ def profile(
     frames: Annotated[int, typer.Option(help="FPS: timed frames per repeat.")] = 100,
     repeats: Annotated[int, typer.Option(help="FPS: repeats of the whole measurement.")] = 5,
     counters: Annotated[str, typer.Option(help="Comma-separated MAC counters to run: thop, fvcore, flop_counter.")] = "thop,fvcore,flop_counter",
+    semantics: Annotated[str, typer.Option(help='"paper" (the paper\'s description) or "release" (the authors\' released code).')] = "paper",
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Print the complexity of one variant: learned params, weight mapper params, GMACs (thop, fvcore), GFLOPs."""
@@ -94,6 +95,7 @@ def profile(
         weight_groups=parse_groups(weight_groups) if weight_groups else None,
         dynamic=not static,
         num_classes=num_classes,
+        semantics=semantics,
     )
     res = parse_resolution(resolution, "--resolution") if resolution else tpl.resolution
     wanted = tuple(c.strip() for c in counters.split(",") if c.strip())
@@ -141,6 +143,7 @@ def _table(result: dict) -> str:
     c = result["config"]
     rows = [
         ("template", f"{result['template']} ({result['paper_name']})"),
+        ("semantics", c.get("semantics", "paper")),
         ("backbone", c["backbone"]),
         ("dynamic (DPWConv)", c["dynamic"]),
         ("grid size", c["grid_size"]),
@@ -172,20 +175,19 @@ def dpwconv(
     ),
     iters: int = typer.Option(10, "--iters", min=1, help="Timed calls per implementation and layer."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed calls before timing."),
-    scale: float = typer.Option(1.0, "--scale", help="Feature-map size factor (< 1 for a quick run)."),
+    scale: float = typer.Option(1.0, "--scale", help="Feature-map size factor in (0, 2] (< 1 for a quick run)."),
     skip_reference: bool = typer.Option(False, "--skip-reference", help="Do not run the slow reference (no timing, no max|fast-ref| check)."),
 ) -> None:
     """Time reference vs fast DPWConv vs an ordinary conv on Table S1 layer shapes."""
 
     from hsbench.device import check_device, resolve_device
-    from hsbench.measure.bench import (
-        BENCH_TEMPLATES,
-        bench_dpwconv,
-        format_bench,
-        template_layers,
-    )
+    from hsbench.measure.bench import BENCH_TEMPLATES, MAX_SCALE, bench_dpwconv, format_bench, template_layers
     from hsbench.measure.provenance import collect_provenance
 
+    if not 0 < scale <= MAX_SCALE:  # NaN and inf fail too
+        raise ConfigError(
+            f"--scale {scale!r} must be a number in (0, {MAX_SCALE:g}]: 1 is the template's size, < 1 a quick run"
+        )
     device = str(resolve_device(check_device(device)))
     if fmt not in _FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(_FORMATS)}.")
