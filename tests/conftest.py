@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny study, a results database with one finished run, and
-``refused``, the one check every bad-input test makes.
+"""Shared fixtures: a tiny study, a tiny model config (camvid-s on a tiny backbone), a
+results database with one finished run, and ``refused``, the one check every
+bad-input test makes.
 
 ``refused(argv, *fragments)`` runs ``hsbench.cli.main(argv)`` in-process and
 asserts the README's promise for bad input: exactly one ``error:`` line on
@@ -45,6 +46,20 @@ synthetic_length = 4
 iterations = 2
 batch_size = 2
 """
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config():
+    """``ModelConfig`` of camvid-s on the tiny backbone (timm's ``test_efficientnet``, 82 k params).
+
+    For model tests that check shapes and wiring, not Table S1's numbers: the
+    decoder is camvid-s's, the backbone random and small (segmentation_models_pytorch
+    tests its decoders on tiny encoders the same way). g_w = 8 at every level,
+    since the tiny signal head has 256 channels.
+    """
+    from hsbench.models import ModelConfig
+
+    return ModelConfig(template="camvid-s", backbone="test_efficientnet", weight_groups=(8,) * 5)
 
 
 @pytest.fixture(scope="session")
