@@ -201,7 +201,11 @@ def measure_speed(job: Job, model: torch.nn.Module, device: torch.device, *, wei
     wanted = job.variant.speed.device
     timed_on = device if wanted == "auto" else resolve_device(wanted)
     cfg = job.variant.speed.replace(device=str(timed_on))
-    return speed_record(measure_fps(model, cfg), weights=weights)
+    record = speed_record(measure_fps(model, cfg), weights=weights)
+    backend_for = getattr(model, "dpw_backend_for", None)  # HyperSeg: which DPWConv implementation ran
+    if record.dpwconv_backend is None and callable(backend_for):
+        record = dataclasses.replace(record, dpwconv_backend=backend_for(timed_on.type))
+    return record
 
 
 def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord:
