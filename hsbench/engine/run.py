@@ -30,11 +30,16 @@ from typing import Any, Mapping
 
 import torch
 
+from hsbench.data import build_dataset, dataset_info
+from hsbench.data.config import DataConfig
+from hsbench.device import resolve_device
 from hsbench.engine import distributed as hdist
 from hsbench.engine.config import EvalConfig, TrainConfig
 from hsbench.engine.evaluate import evaluate
 from hsbench.engine.train import atomic_temp, derive_seed, seed_everything, train
 from hsbench.errors import ConfigError
+from hsbench.models import build_model
+from hsbench.models.config import ModelConfig
 
 #: Environment variable naming the folder relative ``model.weights`` paths are found in.
 WEIGHTS_ENV = "HSBENCH_WEIGHTS"
@@ -42,26 +47,6 @@ WEIGHTS_ENV = "HSBENCH_WEIGHTS"
 CHECKPOINT_NAME = "checkpoint.pt"
 RESULT_NAME = "result.json"
 CONFIG_NAME = "config.json"
-
-
-# Indirections so tests can substitute tiny stand-ins before hsbench.models /
-# hsbench.data exist; they import lazily.
-def _build_model(model_cfg: Any) -> torch.nn.Module:
-    from hsbench.models import build_model
-
-    return build_model(model_cfg)
-
-
-def _build_dataset(data_cfg: Any, split: str, train: bool) -> Any:
-    from hsbench.data import build_dataset
-
-    return build_dataset(data_cfg, split, train=train)
-
-
-def _dataset_info(data_cfg: Any) -> Any:
-    from hsbench.data import dataset_info
-
-    return dataset_info(data_cfg)
 
 
 @dataclass(frozen=True)
@@ -138,22 +123,6 @@ class RunResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``; ``"cuda"`` -> ``cuda:<LOCAL_RANK>``.
-
-    Raises:
-        ConfigError: a CUDA device was asked for on a machine without one.
-    """
-    if str(device) == "auto":
-        return torch.device(f"cuda:{hdist.local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", hdist.local_rank())
-    return dev
-
-
 def resolve_weights_path(weights: str | os.PathLike, weights_root: str | os.PathLike | None = None) -> Path:
     """Where ``model.weights`` lies: itself if absolute, else under ``weights_root`` or ``$HSBENCH_WEIGHTS`` (else the cwd).
 
@@ -226,16 +195,6 @@ class _ScoredClasses(torch.nn.Module):
         return self.model(x)[:, : self.k]
 
 
-def _cfg_dict(cfg: Any) -> dict[str, Any]:
-    if cfg is None:
-        return {}
-    if hasattr(cfg, "to_dict"):
-        return cfg.to_dict()
-    if dataclasses.is_dataclass(cfg):
-        return dataclasses.asdict(cfg)
-    return dict(cfg)
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON via a temporary file and ``os.replace``."""
     path = Path(path)
@@ -254,8 +213,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def run_variant(
-    model_cfg: Any,
-    data_cfg: Any,
+    model_cfg: ModelConfig,
+    data_cfg: DataConfig,
     train_cfg: TrainConfig,
     eval_cfg: EvalConfig | None = None,
     *,
@@ -273,7 +232,8 @@ def run_variant(
         train_cfg: the training recipe and budget (:class:`TrainConfig`).
         eval_cfg: the evaluation protocol (:class:`EvalConfig`; default settings if None).
         run_dir: folder for the checkpoint and result files (created).
-        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``
+            (resolved by :func:`hsbench.device.resolve_device`).
         progress: progress bars; ``None`` = only when stderr is a TTY.
         weights_root: folder of relative ``model.weights`` paths (default ``$HSBENCH_WEIGHTS``).
 
@@ -299,16 +259,15 @@ def run_variant(
         run_dir.mkdir(parents=True, exist_ok=True)
     hdist.barrier()
 
-    info = _dataset_info(data_cfg)
+    info = dataset_info(data_cfg)
     num_classes = int(info.num_classes)
-    ignore_index = int(getattr(info, "ignore_index", 255))
+    ignore_index = int(info.ignore_index)
     model_classes = dataset_num_classes(model_cfg, num_classes)
-    if getattr(model_cfg, "num_classes", None) is None and hasattr(model_cfg, "replace"):
+    if model_cfg.num_classes is None:
         model_cfg = model_cfg.replace(num_classes=model_classes)
-    elif getattr(model_cfg, "num_classes", num_classes) not in (num_classes, model_classes):
+    elif model_cfg.num_classes not in (num_classes, model_classes):
         raise ConfigError(
-            f"model has num_classes={model_cfg.num_classes} but dataset "
-            f"{getattr(info, 'name', '?')} has {num_classes} classes"
+            f"model has num_classes={model_cfg.num_classes} but dataset {info.name} has {num_classes} classes"
         )
     weights = getattr(model_cfg, "weights", None)
     if int(train_cfg.iterations) == 0 and not weights:
@@ -316,17 +275,17 @@ def run_variant(
 
     seed_everything(derive_seed(train_cfg.seed, "init"))
     weights_file = weights_sha256 = None
-    if weights:
+    if model_cfg.weights:
         from hsbench.models.weights import file_sha256
 
         model, weights_path = load_variant_weights(model_cfg, weights_root)
         weights_file, weights_sha256 = weights_path.name, file_sha256(weights_path)
     else:
-        model = _build_model(model_cfg)
-    resolved = getattr(model, "config", model_cfg)
+        model = build_model(model_cfg)
+    resolved = model.config if isinstance(getattr(model, "config", None), ModelConfig) else model_cfg
     configs = {
-        "model": _cfg_dict(resolved),
-        "data": _cfg_dict(data_cfg),
+        "model": resolved.to_dict(),
+        "data": data_cfg.to_dict(),
         "train": train_cfg.to_dict(),
         "eval": eval_cfg.to_dict(),
     }
@@ -334,7 +293,7 @@ def run_variant(
         write_json_atomic(run_dir / CONFIG_NAME, configs)
 
     if int(train_cfg.iterations) > 0:
-        train_ds = _build_dataset(data_cfg, getattr(data_cfg, "train_split", "train"), True)
+        train_ds = build_dataset(data_cfg, data_cfg.train_split, train=True)
         tr = train(
             model, train_ds, train_cfg, device=dev, checkpoint_path=run_dir / CHECKPOINT_NAME,
             ignore_index=ignore_index, num_classes=model_classes, progress=progress,
@@ -347,15 +306,14 @@ def run_variant(
         tr_fields = (0.0, 0.0, 0, 0, None, None, hdist.world_size())
     scored = _ScoredClasses(model, num_classes) if getattr(model, "void_logit", False) else model
 
-    split = eval_cfg.split or getattr(data_cfg, "eval_split", "val")
-    eval_ds = _build_dataset(data_cfg, split, False)
+    split = eval_cfg.split or data_cfg.eval_split
+    eval_ds = build_dataset(data_cfg, split, train=False)
     ev = evaluate(
-        scored, eval_ds, num_classes=num_classes, class_names=getattr(info, "class_names", None),
+        scored, eval_ds, num_classes=num_classes, class_names=info.class_names,
         ignore_index=ignore_index, cfg=eval_cfg, device=dev, split=split,
-        eval_resolution=getattr(data_cfg, "eval_resolution", None), progress=progress,
+        eval_resolution=data_cfg.eval_resolution, progress=progress,
     )
-    protocol = dict(ev.protocol, dataset=getattr(info, "name", None),
-                    dataset_version=getattr(info, "version", None))
+    protocol = dict(ev.protocol, dataset=info.name, dataset_version=info.version)
     result = RunResult(
         metrics=ev.metrics,
         per_class_iou=ev.per_class_iou,
@@ -374,7 +332,7 @@ def run_variant(
         device=str(dev),
         device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         world_size=tr_fields[6],
-        dataset_version=getattr(info, "version", None),
+        dataset_version=info.version,
         configs=configs,
         weights_file=weights_file,
         weights_sha256=weights_sha256,
@@ -385,4 +343,14 @@ def run_variant(
     return result
 
 
-__all__ = ["WEIGHTS_ENV", "RunResult", "dataset_num_classes", "load_variant_weights", "resolve_weights_path", "run_variant", "resolve_device", "write_json_atomic", "CHECKPOINT_NAME", "RESULT_NAME"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "RESULT_NAME",
+    "WEIGHTS_ENV",
+    "RunResult",
+    "dataset_num_classes",
+    "load_variant_weights",
+    "resolve_weights_path",
+    "run_variant",
+    "write_json_atomic",
+]
