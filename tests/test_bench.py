@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from hsbench.errors import ConfigError
 from hsbench.measure import cli as measure_cli
+from hsbench.models.templates import get_template
 from hsbench.measure.bench import (
     BENCH_TEMPLATES,
     LayerShape,
@@ -18,7 +19,7 @@ from hsbench.measure.bench import (
     format_bench,
     template_layers,
 )
-from hsbench.models.templates import TEMPLATES, get_template
+from hsbench.models.templates import TEMPLATES
 
 
 @pytest.fixture(autouse=True)
@@ -63,6 +64,16 @@ class FixedClock:
         if self.n % 2 == 0:
             self.t += 2e-3
         return self.t
+
+
+def test_template_layers_are_the_models_own_convolutions():
+    """The bench times exactly the DPWConvs build_model makes (no copied layer table)."""
+    from hsbench.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(template="camvid-s"))
+    want = [(f"m_{lv}", s.c_in, s.c_out, s.kernel, s.groups) for lv, b in zip(model.levels, model.blocks) for s in b.specs]
+    got = [(s.level, s.c_in, s.c_out, s.kernel, s.groups) for s in template_layers("camvid-s")]
+    assert got == want
 
 
 @pytest.mark.parametrize("template", ["camvid-s", "cityscapes-m", "camvid-l"])

@@ -104,6 +104,17 @@ BENCH_TEMPLATES = ("voc-l", "cityscapes-s", "cityscapes-m", "camvid-s", "camvid-
 
 #: What ``hsbench bench dpwconv`` times without ``--template``.
 DEFAULT_TEMPLATES = ("camvid-s", "cityscapes-m")
+#: Largest ``scale`` of :func:`template_layers`: 2 already times 4x the template's pixels.
+MAX_SCALE = 2.0
+
+
+@functools.lru_cache(maxsize=None)
+def _template_blocks(template: str) -> tuple[tuple[int, bool, int, int, tuple[Any, ...]], ...]:
+    """``(level, full, C_in, C_out, ConvSpecs)`` of each meta block of ``build_model(template)``, coarse to fine."""
+    from hsbench.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(template=template))
+    return tuple((lv, b.full, b.c_in, b.c_out, tuple(b.specs)) for lv, b in zip(model.levels, model.blocks))
 
 
 def template_layers(template: str, *, scale: float = 1.0, blocks: bool = False) -> list[LayerShape]:
@@ -122,31 +133,33 @@ def template_layers(template: str, *, scale: float = 1.0, blocks: bool = False) 
             -> pw2, timed as the fused op :func:`hsbench.ops.meta_block_conv`).
 
     Raises:
-        ConfigError: for an unknown template or a non-positive scale.
+        ConfigError: for an unknown template or a scale outside (0, :data:`MAX_SCALE`].
     """
+    from hsbench.models.templates import get_template
+
     if template not in BENCH_TEMPLATES:
         raise ConfigError(f"no DPWConv layer shapes for template {template!r}; known: {', '.join(BENCH_TEMPLATES)}")
-    if not scale > 0:
-        raise ConfigError(f"scale={scale!r} must be positive")
-    from hsbench.models import ModelConfig, build_model, get_template
-
+    if not 0 < scale <= MAX_SCALE:  # NaN fails too
+        raise ConfigError(
+            f"scale={scale!r} must be a number in (0, {MAX_SCALE:g}]: 1 is the template's resolution, "
+            "< 1 a quick run"
+        )
     res_w, res_h = get_template(template).resolution
-    model = build_model(ModelConfig(template=template))
-    n_h, n_w = model.grid_shape(res_h, res_w)
+    n_w, n_h = -(-res_w // 32), -(-res_h // 32)  # the native grid (HyperSeg.grid_shape)
     out = []
-    for level, block in zip(model.levels, model.blocks):
+    for level, full, c_in, c_out, specs in _template_blocks(template):
         stride = 2**level
         h = max(1, round(res_h / stride * scale))
         w = max(1, round(res_w / stride * scale))
-        names = ("pw1", "dw", "pw2") if block.full else ("pw1",)
+        names = ("pw1", "dw", "pw2") if full else ("pw1",)
         common = {"template": template, "level": f"m_{level}", "stride": stride, "height": h, "width": w,
                   "grid": (min(n_w, w), min(n_h, h))}
-        for name, spec in zip(names, block.specs):
+        for name, spec in zip(names, specs):
             out.append(LayerShape(conv=name, c_in=spec.c_in, c_out=spec.c_out, kernel=spec.kernel,
                                   groups=spec.groups, **common))
-        if blocks and block.full:
-            hidden = block.specs[0].c_out
-            out.append(LayerShape(conv="block", c_in=block.c_in, c_out=block.c_out, kernel=3, groups=hidden,
+        if blocks and full:
+            hidden = specs[0].c_out
+            out.append(LayerShape(conv="block", c_in=c_in, c_out=c_out, kernel=3, groups=hidden,
                                   hidden=hidden, **common))
     return out
 

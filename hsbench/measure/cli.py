@@ -204,7 +204,7 @@ def dpwconv(
     blocks: bool = typer.Option(True, "--blocks/--no-blocks", help="Also time every full meta block fused (pw1 -> dw -> pw2)."),
     iters: int = typer.Option(10, "--iters", min=1, help="Timed calls per implementation and layer."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed calls before timing."),
-    scale: float = typer.Option(1.0, "--scale", help="Feature-map size factor (< 1 for a quick run)."),
+    scale: float = typer.Option(1.0, "--scale", help="Feature-map size factor in (0, 2] (< 1 for a quick run)."),
     skip_reference: bool = typer.Option(False, "--skip-reference", help="Do not run the slow reference (no timing, no max|fast-ref| check)."),
 ) -> None:
     """Time reference vs fast DPWConv vs an ordinary conv on the layer shapes of build_model(template)."""
@@ -212,6 +212,7 @@ def dpwconv(
 
     from hsbench.measure.bench import (
         DEFAULT_TEMPLATES,
+        MAX_SCALE,
         bench_dpwconv,
         format_bench,
         template_layers,
@@ -219,6 +220,10 @@ def dpwconv(
     from hsbench.measure.provenance import collect_provenance
     from hsbench.ops import BACKENDS
 
+    if not 0 < scale <= MAX_SCALE:  # NaN and inf fail too
+        raise ConfigError(
+            f"--scale {scale!r} must be a number in (0, {MAX_SCALE:g}]: 1 is the template's size, < 1 a quick run"
+        )
     if device not in _DEVICES:
         raise ConfigError(f"--device {device!r} is not one of {', '.join(_DEVICES)}.")
     if fmt not in _FORMATS:
