@@ -98,7 +98,10 @@ class PostgresServer:
         return self.base / "socket"
 
     def start(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="hsbench-pg-"))
+        # In /tmp, not $TMPDIR: the postgres user must reach it (a $TMPDIR under /root is
+        # closed to it) and a Unix socket's path must stay under 108 bytes.
+        self.base = Path(tempfile.mkdtemp(prefix="hsbench-pg-",
+                                          dir="/tmp" if os.path.isdir("/tmp") else None))
         os.chmod(self.base, 0o755)  # the postgres user must reach its folders inside
         data, sock = self.base / "data", self.socket_dir
         data.mkdir(mode=0o700)

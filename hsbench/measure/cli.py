@@ -80,6 +80,7 @@ def profile(
     frames: Annotated[int, typer.Option(help="FPS: timed frames per repeat.")] = 100,
     repeats: Annotated[int, typer.Option(help="FPS: repeats of the whole measurement.")] = 5,
     counters: Annotated[str, typer.Option(help="Comma-separated MAC counters to run: thop, fvcore, flop_counter.")] = "thop,fvcore,flop_counter",
+    semantics: Annotated[str, typer.Option(help='"paper" (the paper\'s description) or "release" (the authors\' released code).')] = "paper",
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
     dpw_backend: Annotated[str, typer.Option("--dpw-backend", help="DPWConv backend: auto, reference, torch, triton.")] = "auto",
     breakdown: Annotated[bool, typer.Option("--breakdown", help="CPU: per-module latency of the template beside its static variant and the timm backbone alone, interleaved, with the two ratios (hsbench.measure.breakdown); nothing else is printed.")] = False,
@@ -118,6 +119,7 @@ def profile(
         weight_groups=parse_groups(weight_groups) if weight_groups else None,
         dynamic=not static,
         num_classes=num_classes,
+        semantics=semantics,
     )
     res = parse_resolution(resolution, "--resolution") if resolution else tpl.resolution
     wanted = tuple(c.strip() for c in counters.split(",") if c.strip())
@@ -169,6 +171,7 @@ def _table(result: dict) -> str:
     c = result["config"]
     rows = [
         ("template", f"{result['template']} ({result['paper_name']})"),
+        ("semantics", c.get("semantics", "paper")),
         ("backbone", c["backbone"]),
         ("dynamic (DPWConv)", c["dynamic"]),
         ("grid size", c["grid_size"]),
