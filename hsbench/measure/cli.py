@@ -30,7 +30,6 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_DEVICES = ("auto", "cpu", "cuda")
 _FORMATS = ("table", "json")
 
 
@@ -198,7 +197,7 @@ def _table(result: dict) -> str:
 
 @bench_app.command("dpwconv")
 def dpwconv(
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda or cuda:N."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
     template: Optional[list[str]] = typer.Option(
         None, "--template", help="Table S1 template(s) (repeatable); default camvid-s and cityscapes-m."
@@ -211,8 +210,8 @@ def dpwconv(
     skip_reference: bool = typer.Option(False, "--skip-reference", help="Do not run the slow reference (no timing, no max|fast-ref| check)."),
 ) -> None:
     """Time reference vs fast DPWConv vs an ordinary conv on the layer shapes of build_model(template)."""
-    import torch
 
+    from hsbench.device import check_device, resolve_device
     from hsbench.measure.bench import (
         DEFAULT_TEMPLATES,
         MAX_SCALE,
@@ -227,14 +226,11 @@ def dpwconv(
         raise ConfigError(
             f"--scale {scale!r} must be a number in (0, {MAX_SCALE:g}]: 1 is the template's size, < 1 a quick run"
         )
-    if device not in _DEVICES:
-        raise ConfigError(f"--device {device!r} is not one of {', '.join(_DEVICES)}.")
+    device = str(resolve_device(check_device(device)))
     if fmt not in _FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(_FORMATS)}.")
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}.")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was given but torch sees no CUDA device; use --device cpu.")
     templates = template or list(DEFAULT_TEMPLATES)
     layers = [layer for t in templates for layer in template_layers(t, scale=scale, blocks=blocks)]
     try:
