@@ -229,3 +229,11 @@ def test_paper_table_rows_aggregate_seeds(tmp_path):
     assert native["mIoU sd [pp]"] == pytest.approx(vals.std(ddof=1))
     assert native["n seeds"] == "3" and native["cite"].endswith("(seeds 0, 1, 2)")
     assert "mean over its seeds" in render(rep, "markdown")
+
+
+def test_a_fusion_other_than_concat_is_a_knob_away_from_the_paper():
+    pred, concat = _rec("pred", 0, 1.0), _rec("concat", 0, 1.0)  # pred first: a tie would pick it
+    pred.knobs["fusion"] = "pred_op"
+    pred.config["model"]["fusion"] = "pred_op"
+    assert closest_to_paper(group_variants([pred, concat])).label == "concat"
+    assert config_differences(pred.config, concat.config) == {"model.fusion": "pred_op"}
