@@ -3,10 +3,12 @@
 submitit (``pip install hsbench[launch]``) picks SLURM where ``sbatch`` is
 available and runs jobs as local processes otherwise; its ``debug``
 executor runs them in this process (used by the tests). The workers run
-:func:`hsbench.runner.execute_job`, which writes ``record.json`` to the run
-folder atomically (temp file + ``os.replace``) and never touches the
-database; this process claims each run folder, records the runs, waits for
-the jobs and stores each record in one transaction, as the local executor does.
+:func:`hsbench.worker.run_job`, which writes ``record.json`` to the run
+folder atomically (temp file + ``os.replace``), returns the
+:class:`~hsbench.record.RunRecord` and never touches the database; this
+process claims each run (folder lock and database claim, through the public
+API of :mod:`hsbench.orchestrate`), waits for the jobs and stores each record
+in one transaction, as the local executor does.
 
 Settings (environment variables, so that ``hsbench run`` keeps one set of options):
 
@@ -27,9 +29,15 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from hsbench.errors import ConfigError, StoreError
+from hsbench.orchestrate import Admitted, StudyRun, result_text
+from hsbench.record import RunRecord
+from hsbench.worker import RECORD_NAME
+
+if TYPE_CHECKING:
+    from hsbench.config import Variant
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -73,61 +81,55 @@ def make_executor(folder: Path, *, device: str, cluster: Optional[str] = None) -
     return executor
 
 
-def run_submitit(todo: list, *, store: Any, study: Any, dev: str, max_iters: Optional[int], force: bool,
-                 runs_dir: Path, out: Any, outcome: Any, total: int) -> None:
-    """Submit every ``(variant, seed)`` in ``todo``, then store each result as its job ends."""
-    from hsbench import runner as R
+def run_submitit(todo: list[tuple[Variant, int]], run: StudyRun) -> None:
+    """Executor: submit every ``(variant, seed)`` in ``todo``, then store each record as its job ends.
 
-    folder = Path(os.environ.get("HSBENCH_SUBMITIT_FOLDER") or Path(runs_dir) / "submitit")
-    executor = make_executor(folder, device=dev)
-    out(f"submitit: {executor.cluster} executor, logs in {folder}")
-    index = {id(v): i for i, v in enumerate(study.variants)}
-    pending: list[tuple[Any, Any, Any, Path, Any, int]] = []  # (job, outcome, spec, run_dir, head, run_id)
-    with contextlib.ExitStack() as locks:
+    Each job is admitted first (:meth:`hsbench.orchestrate.StudyRun.admit`: run
+    folder locked, run claimed in the database, both held until the job's
+    record is stored); a finished ``record.json`` already in the run folder is
+    stored without submitting. The workers run :func:`hsbench.worker.run_job`
+    and return a :class:`hsbench.record.RunRecord`.
+    """
+    from hsbench.worker import run_job
+
+    folder = Path(os.environ.get("HSBENCH_SUBMITIT_FOLDER") or Path(run.options.runs_dir) / "submitit")
+    executor = make_executor(folder, device=run.options.device)
+    run.out(f"submitit: {executor.cluster} executor, logs in {folder}")
+    pending: list[tuple[Any, Admitted]] = []
+    with contextlib.ExitStack() as held:
         try:
             for k, (v, seed) in enumerate(todo, start=1):
-                vid = v.variant_id()
-                run_dir = R.run_dir_for(runs_dir, vid, seed, max_iters)
-                head = R._job_head(k, todo, v, seed, study, index)
-                o = R.JobOutcome(v.name, vid, seed, "failed")
-                mine = locks.enter_context(R.claim(run_dir))
-                admitted = R._admit(store, study, v, seed, o, mine=mine, head=head, out=out, outcome=outcome,
-                                    dev=dev, max_iters=max_iters, force=force, run_dir=run_dir)
-                if admitted is None:
+                a = held.enter_context(run.admit(k, v, seed))
+                if a is None:
                     continue
-                run_id, record, how, spec = admitted
-                if record is not None:
-                    R._store_record(store, run_id, record, o)
-                    out(f"{head}: stored the finished {R.RECORD_NAME} of {how}")
+                if a.record is not None:
+                    run.store_record(a, a.record)
+                    run.out(f"{a.head}: stored the finished {RECORD_NAME} of {a.how}")
                     continue
-                job = executor.submit(R.execute_job, spec)
-                store.update_run(run_id, extra={"submitit_job": str(job.job_id), "executor": executor.cluster})
-                out(f"{head}: submitted as job {job.job_id} ({how})")
-                pending.append((job, o, spec, run_dir, head, run_id))
+                job = executor.submit(run_job, a.job)
+                run.store.update_run(a.run_id, job_id=str(job.job_id), executor=f"submitit-{executor.cluster}")
+                run.out(f"{a.head}: submitted as job {job.job_id} ({a.how})")
+                pending.append((job, a))
 
-            for job, o, spec, run_dir, head, run_id in pending:
+            for job, a in pending:
                 try:
-                    path = job.result()
-                    record = R.read_record(path, spec)
-                    if record is None:
-                        raise StoreError(f"job {job.job_id} wrote no readable {R.RECORD_NAME} in {run_dir}")
-                    R._store_record(store, run_id, record, o)
-                    out(f"{head}: finished: {R._result_text(o)}")
+                    record = job.result()
+                    if not isinstance(record, RunRecord):
+                        raise StoreError(f"job {job.job_id} returned {type(record).__name__}, not a RunRecord")
+                    run.store_record(a, record)
+                    run.out(f"{a.head}: finished: {result_text(record)}")
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one failing job must not stop the study
-                    R._fail(store, run_id, exc, run_dir, o)
-                    out(f"{head}: FAILED: {o.error}")
+                    run.fail(a, exc)
+                    run.out(f"{a.head}: FAILED: {a.outcome.error}")
         except KeyboardInterrupt:
-            for job, o, _spec, run_dir, _head, run_id in pending:
-                if o.status == "failed" and o.error is None:
+            for job, a in pending:
+                if a.outcome.status == "failed" and a.outcome.error is None:
                     with contextlib.suppress(Exception):
                         job.cancel(check=False)
-                    o.status = "interrupted"
-                    with contextlib.suppress(StoreError):
-                        store.fail_run(run_id, "interrupted (Ctrl-C) while waiting for the submitit job; "
-                                               "run the study again to resume from the checkpoint")
-            out("interrupted; unfinished jobs cancelled and their runs marked failed")
+                    run.interrupted(a, "the submitit job")
+            run.out("interrupted; unfinished jobs cancelled and their runs marked failed")
             raise
 
 

@@ -76,6 +76,7 @@ def tiny_study_text() -> str:
 
 
 def _make_results_db(path: Path) -> Path:
+    import recordkit as rk
     from hsbench.store import Store
 
     with Store.open(f"sqlite:///{path}") as store:
@@ -83,9 +84,10 @@ def _make_results_db(path: Path) -> Path:
         store.upsert_variant("0123456789abcdef", {"model": {"template": "camvid-s"}}, study="good", label="v")
         run = store.start_run("0123456789abcdef", study="good", seed=0, budget_iters=2, device="cpu",
                               dataset="synthetic", resolution="64x64")
-        store.finish_run(run, metrics={"miou": 0.5, "macc": 0.6, "pixel_acc": 0.7},
-                         complexity={"params_learned": 10, "gmacs_thop": 0.1, "resolution": "64x64"},
-                         speed={"fps": 10.0, "device": "cpu", "resolution": "64x64"})
+        store.finish_run(run, rk.record(
+            "0123456789abcdef", metrics=rk.metrics(miou=0.5, macc=0.6, pixel_acc=0.7),
+            complexity=rk.complexity(params_learned=10, gmacs_thop=0.1, resolution="64x64"),
+            speed=rk.speed(fps=10.0, device="cpu", resolution="64x64")))
     return path
 
 

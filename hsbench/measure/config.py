@@ -18,6 +18,7 @@ from hsbench.values import parse_resolution  # noqa: F401  (re-exported; lives i
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DENORMALS = ("flush", "keep")
+DPW_BACKENDS = ("auto", "reference", "torch", "triton")  # hsbench.ops.BACKENDS, without importing torch
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class SpeedConfig:
     """How to time a model: the paper's FPS protocol plus recorded deviations.
 
     Attributes:
-        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``, resolved by :func:`hsbench.device.resolve_device`.
             A CPU figure is labelled ``cpu`` and never reported as a GPU figure.
         precision: ``"fp32"`` (paper, default); ``"fp16"`` / ``"bf16"`` run the
             forward pass under ``torch.autocast`` with that dtype.
@@ -62,6 +64,10 @@ class SpeedConfig:
             timing (randomly initialised models produce denormal floats that
             slow CPU arithmetic several-fold); ``"keep"`` = leave as is.
         cpu_threads: ``torch.set_num_threads`` while timing; ``None`` = torch's default.
+        dpw_backend: DPWConv implementation of models that offer ``set_dpw_backend``
+            (``"auto"``, ``"reference"``, ``"torch"``, ``"triton"``;
+            :mod:`hsbench.ops.backends`); the one that ran is recorded in the
+            result's ``settings["dpwconv_backend"]``. Not part of the variant id.
         bootstrap_samples: resamples of the bootstrap confidence interval.
         seed: seed of the synthetic image and of the bootstrap.
     """
@@ -85,6 +91,7 @@ class SpeedConfig:
     cuda_graphs: bool = False
     denormals: str = "flush"
     cpu_threads: int | None = None
+    dpw_backend: str = "auto"
     bootstrap_samples: int = 2000
     seed: int = 0
 
@@ -99,8 +106,10 @@ class SpeedConfig:
         Raises:
             ConfigError: (a ``ValueError``) naming the bad field and its allowed values.
         """
-        if self.device not in DEVICES:
-            raise ConfigError(f"device={self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.device not in DEVICES and not (
+            isinstance(self.device, str) and self.device.startswith("cuda:") and self.device[5:].isdigit()
+        ):
+            raise ConfigError(f"device={self.device!r}; allowed: {', '.join(DEVICES)} or cuda:N")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if self.denormals not in DENORMALS:
@@ -122,6 +131,8 @@ class SpeedConfig:
             raise ConfigError(f"warmup_rtol={self.warmup_rtol!r} must be a positive number")
         if self.cpu_threads is not None and (not isinstance(self.cpu_threads, int) or self.cpu_threads < 1):
             raise ConfigError(f"cpu_threads={self.cpu_threads!r} must be a positive integer or None")
+        if self.dpw_backend not in DPW_BACKENDS:
+            raise ConfigError(f"dpw_backend={self.dpw_backend!r}; allowed: {', '.join(DPW_BACKENDS)}")
         if self.compile and self.cuda_graphs:
             raise ConfigError("compile and cuda_graphs cannot both be on; choose one")
         if self.cuda_graphs and self.device == "cpu":

@@ -196,7 +196,7 @@ class HyperSeg(nn.Module):
         Raises:
             ValueError: if an int grid is larger than the stride-32 feature map.
         """
-        h5, w5 = -(-height // 32), -(-width // 32)
+        h5, w5 = self.backbone.stride32_size(height, width)
         grid = self.config.grid_size
         if grid == "native":
             return h5, w5
