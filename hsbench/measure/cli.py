@@ -72,6 +72,7 @@ def profile(
     positional_encoding: Annotated[bool, typer.Option("--positional-encoding/--no-positional-encoding")] = True,
     weight_groups: Annotated[Optional[str], typer.Option(help="g_w per decoder level, coarse to fine, e.g. 32,16,16,8,4.")] = None,
     static: Annotated[bool, typer.Option("--static", help='"w/o DPWConv": ordinary convolutions, no hypernetwork.')] = False,
+    fusion: Annotated[str, typer.Option(help="Decoder fusion: concat (HyperSeg) or an aggregation op: param_sum, concat_reduce, pred_op, bilinear_sampling, conv3d, dense_attention (+ _coarse_first orders).")] = "concat",
     num_classes: Annotated[Optional[int], typer.Option(help="Output classes; default: the template's dataset's.")] = None,
     resolution: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT; default: the template's (Table S1).")] = None,
     fps: Annotated[bool, typer.Option("--fps", help="Also measure FPS with the paper's protocol (hsbench.measure.speed).")] = False,
@@ -87,6 +88,9 @@ def profile(
     threads: Annotated[int, typer.Option(help="--breakdown: CPU threads.")] = 2,
 ) -> None:
     """Print the complexity of one variant: learned params, weight mapper params, GMACs (thop, fvcore), GFLOPs.
+
+    With ``--fusion`` other than concat, the same counts of the concat model
+    (all other knobs equal) are printed beside them (``concat`` in JSON).
 
     With ``--breakdown``: where the template's CPU time goes (per module), beside
     the static template and the backbone floor, interleaved in one process.
@@ -118,6 +122,7 @@ def profile(
         weight_groups=parse_groups(weight_groups) if weight_groups else None,
         dynamic=not static,
         num_classes=num_classes,
+        fusion=fusion,
         semantics=semantics,
     )
     res = parse_resolution(resolution, "--resolution") if resolution else tpl.resolution
@@ -135,6 +140,11 @@ def profile(
     model.grid_shape(res[1], res[0])  # validates the grid against the resolution
     result = {"template": template, "paper_name": tpl.paper_name, "config": model.config.to_dict()}
     result.update(complexity(model, res, counters=wanted).to_dict())
+    result["params_fusion"] = model.fusion_parameters()
+    if model.config.fusion != "concat":
+        torch.manual_seed(0)
+        base = complexity(build_model(cfg.replace(fusion="concat"), dpw_backend=dpw_backend), res, counters=wanted)
+        result["concat"] = {k: getattr(base, k) for k in _BESIDE}
     if fps:
         speed_result = _measure_fps(model, res, device, frames, repeats, dpw_backend)
         result["speed"] = speed_result.to_dict(samples=False)
@@ -147,6 +157,10 @@ def profile(
 
             typer.echo("")
             typer.echo(format_speed_result(speed_result, "table"))
+
+
+#: Counts repeated for the concat model beside a non-concat fusion.
+_BESIDE = ("params_learned", "params_weight_mapper", "generated_weights", "gmacs_thop", "gmacs_fvcore", "gflops")
 
 
 def _measure_fps(model, resolution: tuple[int, int], device: str, frames: int, repeats: int, dpw_backend: str = "auto"):
@@ -173,6 +187,7 @@ def _table(result: dict) -> str:
         ("semantics", c.get("semantics", "paper")),
         ("backbone", c["backbone"]),
         ("dynamic (DPWConv)", c["dynamic"]),
+        ("decoder fusion", c.get("fusion", "concat")),
         ("grid size", c["grid_size"]),
         ("positional encoding", c["positional_encoding"]),
         ("weight groups g_w (coarse to fine)", c["weight_groups"]),
@@ -186,7 +201,15 @@ def _table(result: dict) -> str:
         ("GFLOPs (torch flop_counter, 2/MAC)", _num(result["gflops"])),
         ("  of which DPWConv GMACs", f"{result['gmacs_dpwconv']:.3f}"),
         ("  of which weight mapper GMACs", f"{result['gmacs_weight_mapper']:.3f}"),
+        ("params decoder fusion (projections + op)", f"{result['params_fusion']:,}"),
     ]
+    base = result.get("concat")
+    if base:
+        rows += [
+            ("concat: params learned (M)", f"{base['params_learned'] / 1e6:.3f}"),
+            ("concat: GMACs (thop + hsbench rules)", _num(base["gmacs_thop"])),
+            ("concat: GMACs (fvcore)", _num(base["gmacs_fvcore"])),
+        ]
     speed = result.get("speed")
     if speed:
         backend = speed.get("settings", {}).get("dpwconv_backend")
