@@ -151,3 +151,20 @@ def test_study_evaluates_given_weights_and_stores_their_name_and_digest(tmp_path
     assert d.training.weights_file == "lite0-4.pt" and d.training.weights_sha256 == digest
     assert d.training.iterations_done == 0 and d.record.budget_iters == 0
     assert d.speed[0].weights == "given" and d.speed[0].fps > 0 and 0.0 <= d.metrics.miou <= 1.0
+
+
+def test_release_study_rows_land_under_the_paper_rows_they_reproduce():
+    from hsbench.reporting.measured import DATASET_TABLE, find_paper_row, variant_knobs
+    from hsbench.reporting.paper import get_table
+    from hsbench.studies import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "studies" / "release.toml", check_data=False)
+    assert {v.model.template for v in study.variants} == {"camvid-s", "cityscapes-m", "cityscapes-s", "voc-l"}
+    labels = set()
+    for v in study.variants:
+        assert v.model.semantics == "release" and v.model.weights and v.train.iterations == 0
+        table = get_table(DATASET_TABLE[v.data.dataset])
+        row = find_paper_row(table, variant_knobs(v.config_dict(), v.resolution_text))
+        assert row is not None, v.name
+        labels.add((table.id, row.label))
+    assert len(labels) == 4
