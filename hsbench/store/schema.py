@@ -228,8 +228,8 @@ class TrainingRow(Base):
     #: Images per second.
     train_images_per_s: Mapped[Optional[float]] = mapped_column(Float)
     eval_images_per_s: Mapped[Optional[float]] = mapped_column(Float)
-    #: The trained weights the run started from (model.weights): file name and SHA-256 (hex).
-    weights_file: Mapped[Optional[str]] = mapped_column(String(255))
+    #: File name and SHA-256 (hex) of the weights the run started from (model.weights).
+    weights_file: Mapped[Optional[str]] = mapped_column(Text)
     weights_sha256: Mapped[Optional[str]] = mapped_column(String(64))
 
     run: Mapped[RunRow] = relationship(back_populates="training")

@@ -1,8 +1,9 @@
-"""Runs that start from trained weights record which: ``training.weights_file``, ``training.weights_sha256``.
+"""The weights a run started from: ``training.weights_file`` and ``training.weights_sha256``.
 
-Evaluation-only runs (``model.weights`` + ``train.iterations = 0``, issue 9)
-store the weights' file name and SHA-256 beside how the run trained. Both
-columns are nullable; every existing row keeps NULL (it trained from scratch).
+Evaluation-only runs (``model.weights`` with ``train.iterations = 0``) and
+runs that start from a release checkpoint record the file's name and SHA-256
+(:class:`hsbench.record.TrainingRecord`); older runs started from scratch or
+from ImageNet backbones and get None.
 
 Revision ID: 0003
 Revises: 0002
@@ -23,7 +24,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("training") as b:
-        b.add_column(sa.Column("weights_file", sa.String(length=255), nullable=True))
+        b.add_column(sa.Column("weights_file", sa.Text(), nullable=True))
         b.add_column(sa.Column("weights_sha256", sa.String(length=64), nullable=True))
     set_schema_version(3)
 
