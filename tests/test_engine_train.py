@@ -251,7 +251,8 @@ def _ddp_worker(rank: int, world: int, tmp: str) -> None:
         model = toy_model(seed=rank, bn=False, dropout=False)  # ranks start different: DDP broadcasts
         cfg = small_cfg(iterations=4, checkpoint_every=2, loss="ce", loss_params={})
         res = train(model, AugmentedToy(), cfg, checkpoint_path=Path(tmp) / f"rank{rank}" / "ck.pt")
-        torch.save({"state": model.state_dict(), "world": res.world_size}, Path(tmp) / f"weights{rank}.pt")
+        torch.save({"state": model.state_dict(), "world": res.world_size, "digests": res.params_digests},
+                   Path(tmp) / f"weights{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -265,6 +266,7 @@ def test_ddp_two_gloo_processes_agree_and_only_rank0_writes(tmp_path):
     w0 = torch.load(tmp_path / "weights0.pt", weights_only=True)
     w1 = torch.load(tmp_path / "weights1.pt", weights_only=True)
     assert w0["world"] == w1["world"] == 2
+    assert len(w0["digests"]) == 2 and len(set(w0["digests"])) == 1 and w1["digests"] == w0["digests"]
     for k in w0["state"]:
         assert torch.equal(w0["state"][k], w1["state"][k]), k
     assert (tmp_path / "rank0" / "ck.pt").exists()
@@ -276,3 +278,28 @@ def test_ddp_two_gloo_processes_agree_and_only_rank0_writes(tmp_path):
     train(single, AugmentedToy(), small_cfg(iterations=4, checkpoint_every=2, loss="ce", loss_params={}))
     for k, v in single.state_dict().items():
         torch.testing.assert_close(w0["state"][k], v, rtol=1e-5, atol=1e-6)
+
+
+def _disagree_worker(rank: int, world: int, tmp: str) -> None:
+    from hsbench.engine.distributed import check_ranks_agree
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=world)
+    try:
+        same = check_ranks_agree(toy_model(seed=0, bn=False, dropout=False))
+        try:
+            check_ranks_agree(toy_model(seed=rank, bn=False, dropout=False))  # no DDP: ranks differ
+            outcome = "agreed"
+        except RuntimeError as exc:
+            outcome = str(exc)
+        (Path(tmp) / f"rank{rank}.txt").write_text(f"{len(same)} {len(set(same))}\n{outcome}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_check_ranks_agree_catches_different_parameters(tmp_path):
+    mp.start_processes(_disagree_worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    for rank in (0, 1):
+        counts, outcome = (tmp_path / f"rank{rank}.txt").read_text().split("\n", 1)
+        assert counts == "2 1"  # two digests, equal, for the same model
+        assert outcome.startswith("DDP ranks disagree on the trained parameters (rank 0: ")

@@ -9,7 +9,9 @@ Without torchrun every helper answers as the only process (rank 0 of 1).
 
 from __future__ import annotations
 
+import hashlib
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,6 +70,46 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
     return True
 
 
+def all_gather_object(obj: Any) -> list[Any]:
+    """``obj`` of every process, in rank order (``[obj]`` without a process group)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def params_digest(model: torch.nn.Module) -> str:
+    """SHA-256 (hex) of the model's parameters, names and bytes in ``named_parameters`` order.
+
+    DDP keeps the parameters of every process identical, bit for bit; buffers
+    (BatchNorm running statistics) are left out because each process updates
+    them from its own shard after DDP's last broadcast.
+    """
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_ranks_agree(model: torch.nn.Module) -> list[str]:
+    """Every process's :func:`params_digest`, after checking that they are all equal.
+
+    Returns:
+        One digest per rank (one element without a process group).
+
+    Raises:
+        RuntimeError: the processes hold different parameters (DDP did not keep them in sync).
+    """
+    digests = all_gather_object(params_digest(model))
+    if len(set(digests)) > 1:
+        shown = ", ".join(f"rank {r}: {d[:12]}" for r, d in enumerate(digests))
+        raise RuntimeError(f"DDP ranks disagree on the trained parameters ({shown})")
+    return digests
+
+
 __all__ = [
     "is_distributed", "rank", "world_size", "local_rank", "is_main", "barrier", "init_from_env",
+    "all_gather_object", "params_digest", "check_ranks_agree",
 ]

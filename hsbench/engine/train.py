@@ -280,6 +280,8 @@ class TrainResult:
         checkpoint_path: where the latest checkpoint lies (None without a path).
         device: the torch device string used.
         world_size: number of training processes.
+        params_digests: SHA-256 of the trained parameters on each rank
+            (:func:`hsbench.engine.distributed.check_ranks_agree`; all equal).
     """
 
     iterations_done: int
@@ -291,6 +293,7 @@ class TrainResult:
     checkpoint_path: str | None
     device: str
     world_size: int
+    params_digests: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
@@ -516,7 +519,7 @@ def train(
         torch.cuda.synchronize(device)
     wall = time.perf_counter() - t0
     bar.close()
-    hdist.barrier()
+    digests = hdist.check_ranks_agree(model)  # DDP: every rank ends with the same parameters
     return TrainResult(
         iterations_done=max(start, stop),
         start_iteration=start,
@@ -527,6 +530,7 @@ def train(
         checkpoint_path=str(ckpt) if ckpt is not None and ckpt.exists() else None,
         device=str(device),
         world_size=world,
+        params_digests=tuple(digests),
     )
 
 
