@@ -190,11 +190,20 @@ class Watched:
         return str(self.job.job_id)
 
 
-def _done(w: Watched) -> bool:
-    try:
-        return bool(w.job.done())
-    except Exception:  # noqa: BLE001 - a status call that fails is a job still running
-        return False
+def _done(w: Watched, cluster: str) -> bool:
+    """Whether every task of the job wrote its result file.
+
+    On SLURM only the files are looked at: ``job.done()`` would also call ``sacct``,
+    which prints "Slurm accounting storage is disabled" on clusters without accounting.
+    """
+    job = w.job
+    if cluster != "slurm":
+        try:
+            return bool(job.done())
+        except Exception:  # noqa: BLE001 - a status call that fails is a job still running
+            return False
+    tasks = [job] if job.num_tasks == 1 else [job.task(i) for i in range(job.num_tasks)]
+    return all(t.paths.result_pickle.exists() for t in tasks)
 
 
 def wait_for_jobs(watched: Sequence[Watched], opts: WaitOptions, out: Callable[[str], None], *,
@@ -231,7 +240,7 @@ def wait_for_jobs(watched: Sequence[Watched], opts: WaitOptions, out: Callable[[
                 out(f"squeue failed, job states unknown for now: {exc}")
                 queue = None
         for w in list(left):
-            if _done(w):
+            if _done(w, cluster):
                 left.remove(w)
                 yield w
                 continue
@@ -246,7 +255,7 @@ def wait_for_jobs(watched: Sequence[Watched], opts: WaitOptions, out: Callable[[
             w._shown = text
             if q is None or q.ended:
                 w._ended_since = w._ended_since if w._ended_since is not None else now
-                if now - w._ended_since >= opts.result_grace_s and not _done(w):
+                if now - w._ended_since >= opts.result_grace_s and not _done(w, cluster):
                     w.ended_state = q.state if q is not None else "UNKNOWN"
                     left.remove(w)
                     yield w

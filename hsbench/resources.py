@@ -5,7 +5,8 @@ A study may carry a ``[launch]`` table (every key optional)::
     [launch]
     partition = "gpu"          # default: SLURM's default partition
     cpus_per_task = 8          # default: min(8, CPUs of the partition's largest node / tasks)
-    gpus_per_node = 4          # default: 0 with --device cpu, else 1; > 1 = DDP, one task per GPU
+    gpus_per_node = 4          # default: 0 with --device cpu, 1 with cuda, auto: 1 where nodes have GPUs
+                               # > 1 = DDP, one task per GPU
     tasks_per_node = 4         # default: max(1, gpus_per_node); > 1 on CPU = DDP over gloo
     mem_gb = 64                # default: not asked (the cluster's DefMemPerCPU applies)
     timeout_min = 1440         # default: min(4320, the partition's time limit)
@@ -171,7 +172,8 @@ def resolve(cfg: LaunchConfig, part: Any, *, device: str) -> Resources:
     Args:
         cfg: the study's ``[launch]`` merged with the command line.
         part: the target :class:`hsbench.slurm.Partition` (``cfg.partition`` or the default one).
-        device: the torch device string of the run (``cpu``, ``cuda``, ``cuda:1``).
+        device: the run's device as the user gave it (``auto``, ``cpu``, ``cuda``, ``cuda:1``);
+            ``auto`` asks for a GPU where the partition's nodes have them.
 
     Returns:
         The :class:`Resources` every job of the study asks for.
@@ -182,7 +184,13 @@ def resolve(cfg: LaunchConfig, part: Any, *, device: str) -> Resources:
             time limit exceeds the partition's. One line naming the request and the offer.
     """
     cpu_run = device == "cpu"
-    gpus = cfg.gpus_per_node if cfg.gpus_per_node is not None else (0 if cpu_run else 1)
+    max_cpus, max_gpus, max_mem = part.largest()
+    if cfg.gpus_per_node is not None:
+        gpus = cfg.gpus_per_node
+    elif device == "auto":  # a GPU where the partition has them
+        gpus = 1 if max_gpus > 0 else 0
+    else:
+        gpus = 0 if cpu_run else 1
     if cpu_run and gpus > 0:
         raise ConfigError(f"launch.gpus_per_node = {gpus} with --device cpu; drop gpus_per_node or run on cuda")
     tasks = cfg.tasks_per_node if cfg.tasks_per_node is not None else max(1, gpus)
@@ -195,7 +203,6 @@ def resolve(cfg: LaunchConfig, part: Any, *, device: str) -> Resources:
     if not nodes:
         raise ConfigError(f"SLURM partition {part.name} has no usable node (all down, drained or failed); "
                           "choose another with --partition")
-    max_cpus, max_gpus, max_mem = part.largest()
     cpus = cfg.cpus_per_task if cfg.cpus_per_task is not None else \
         max(1, min(DEFAULT_CPUS_PER_TASK, max_cpus // tasks))
     limit = part.max_time_min

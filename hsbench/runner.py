@@ -201,7 +201,7 @@ def _configs(spec: dict[str, Any]) -> dict[str, Any]:
     return {name: SECTIONS[name].from_dict(spec["sections"][name]) for name in SECTIONS}
 
 
-def execute_job(spec: dict[str, Any], on_phase: PhaseCallback | None = None) -> str:
+def execute_job(spec: dict[str, Any], on_phase: PhaseCallback | None = None) -> str | None:
     """Run one ``(variant, seed)``: complexity, train + eval, speed; write ``record.json``.
 
     This is the worker: it touches no database. It can run in this process
@@ -212,7 +212,8 @@ def execute_job(spec: dict[str, Any], on_phase: PhaseCallback | None = None) -> 
         on_phase: called with ``"complexity"``, ``"train+eval"``, ``"speed"``.
 
     Returns:
-        The path of the ``record.json`` written (atomically) in the run folder.
+        The path of the ``record.json`` written (atomically) in the run folder; None on
+        the ranks other than 0 of a DDP job (they train and evaluate only).
 
     Raises:
         Whatever the phases raise (DataError, TrainingDiverged, CUDA OOM, ...).
@@ -237,16 +238,24 @@ def execute_job(spec: dict[str, Any], on_phase: PhaseCallback | None = None) -> 
     w, h = cfg["speed"].resolution
     bare_cfg = model_cfg.replace(pretrained=False, backbone_weights=None)  # weights don't change counts
 
-    phase("complexity")
-    t = time.perf_counter()
-    model = build_model(bare_cfg)
-    cx = complexity(model, (w, h), counters=cfg["measure"].counters).to_dict()
-    cx["counters"] = list(cfg["measure"].counters)
-    cx["wall_time_s"] = time.perf_counter() - t
-    del model
+    from hsbench.engine.distributed import launch_rank
+
+    # Under DDP (torchrun, or a submitit job with several tasks) every rank trains and
+    # evaluates; complexity, speed and the record are rank 0's alone.
+    main_rank = launch_rank() == 0
+    if main_rank:
+        phase("complexity")
+        t = time.perf_counter()
+        model = build_model(bare_cfg)
+        cx = complexity(model, (w, h), counters=cfg["measure"].counters).to_dict()
+        cx["counters"] = list(cfg["measure"].counters)
+        cx["wall_time_s"] = time.perf_counter() - t
+        del model
 
     phase("train+eval")
     result = run_variant(model_cfg, data_cfg, train_cfg, cfg["eval"], run_dir=run_dir, device=dev)
+    if not main_rank:
+        return None
 
     phase("speed")
     model = build_model(bare_cfg)
@@ -518,6 +527,7 @@ def run_study(
     force: bool = False,
     runs_dir: Optional[str | os.PathLike] = None,
     quiet: bool = False,
+    launch: Any = None,
 ) -> StudyOutcome:
     """Run every ``(variant, seed)`` of ``study`` that is not finished; store the results.
 
@@ -530,6 +540,8 @@ def run_study(
         force: rerun finished variants (new runs, from scratch).
         runs_dir: where run folders go (default: :func:`default_runs_dir`).
         quiet: no progress lines.
+        launch: the submitit executor's :class:`hsbench.launch.LaunchPlan` (default: made
+            from the study's ``[launch]`` table by :func:`hsbench.launch.plan`).
 
     Returns:
         A :class:`StudyOutcome` (its ``exit_code`` is 1 when a variant failed).
@@ -547,6 +559,10 @@ def run_study(
     url = check_db_url(resolve_db_url(db))
     rdir = check_writable_dir(Path(runs_dir) if runs_dir is not None else default_runs_dir(url), "runs folder")
     rdir = rdir.resolve()  # workers (submitit) may start elsewhere
+    if executor == "submitit" and launch is None:
+        from hsbench.launch import plan
+
+        launch = plan(study.launch, device=device)  # sinfo: refuse what no node can run, before any write
     out = _Printer(quiet)
 
     store = Store.open(url)
@@ -594,7 +610,7 @@ def run_study(
         if executor == "submitit":
             from hsbench.launch import run_submitit
 
-            run_submitit(todo, **common)
+            run_submitit(todo, **common, launch=launch)
         else:
             _run_local(todo, **common)
 
@@ -755,6 +771,19 @@ def _summary(outcome: StudyOutcome, out: _Printer) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
+def _cli_launch_config(values: dict[str, Any]) -> Any:
+    """A :class:`hsbench.resources.LaunchConfig` from option values; errors name the option (``--mem-gb``)."""
+    from hsbench.resources import LaunchConfig
+
+    try:
+        return LaunchConfig(**values)
+    except ConfigError as exc:
+        msg = str(exc)
+        for key in values:
+            msg = msg.replace(f"launch.{key}", "--" + key.replace("_", "-"))
+        raise ConfigError(msg) from None
+
+
 def register(app: Any) -> None:
     """Add ``hsbench run`` to the Typer ``app``."""
     import typer
@@ -778,6 +807,42 @@ def register(app: Any) -> None:
             None, "--runs-dir", help="run folders (checkpoints, record.json); default: runs/ beside the database"
         ),
         dry_run: bool = typer.Option(False, "--dry-run", help="validate the study and list its variants; run nothing"),
+        partition: Optional[str] = typer.Option(
+            None, "--partition", help="SLURM partition (default: the study's launch table, else the cluster's default)",
+            rich_help_panel="SLURM (--executor submitit)"),
+        cpus_per_task: Optional[int] = typer.Option(
+            None, "--cpus-per-task", help="CPUs per task (default: min(8, the partition's largest node))",
+            rich_help_panel="SLURM (--executor submitit)"),
+        gpus_per_node: Optional[int] = typer.Option(
+            None, "--gpus-per-node", help="GPUs per job; > 1 trains one variant with DDP, one task per GPU",
+            rich_help_panel="SLURM (--executor submitit)"),
+        tasks_per_node: Optional[int] = typer.Option(
+            None, "--tasks-per-node", help="DDP processes per job (default: one per GPU, else 1; > 1 on CPU = gloo)",
+            rich_help_panel="SLURM (--executor submitit)"),
+        mem_gb: Optional[float] = typer.Option(
+            None, "--mem-gb", help="memory per job, GB (default: the cluster's default)",
+            rich_help_panel="SLURM (--executor submitit)"),
+        timeout_min: Optional[int] = typer.Option(
+            None, "--timeout-min", help="job time limit, minutes (default: min(4320, the partition's limit))",
+            rich_help_panel="SLURM (--executor submitit)"),
+        account: Optional[str] = typer.Option(None, "--account", help="SLURM account",
+                                              rich_help_panel="SLURM (--executor submitit)"),
+        qos: Optional[str] = typer.Option(None, "--qos", help="SLURM quality of service",
+                                          rich_help_panel="SLURM (--executor submitit)"),
+        constraint: Optional[str] = typer.Option(None, "--constraint", help="SLURM node features, e.g. a100",
+                                                 rich_help_panel="SLURM (--executor submitit)"),
+        array_parallelism: Optional[int] = typer.Option(
+            None, "--array-parallelism", help="jobs of the study running at once (default 256)",
+            rich_help_panel="SLURM (--executor submitit)"),
+        wait_timeout: Optional[float] = typer.Option(
+            None, "--wait-timeout", metavar="SECONDS", help="stop waiting for the jobs after this long",
+            rich_help_panel="SLURM (--executor submitit)"),
+        on_timeout: str = typer.Option(
+            "leave", "--on-timeout", help="after --wait-timeout: leave the jobs queued/running, or cancel them",
+            rich_help_panel="SLURM (--executor submitit)"),
+        queue_interval: float = typer.Option(
+            60.0, "--queue-interval", metavar="SECONDS", help="seconds between two summaries of waiting jobs",
+            rich_help_panel="SLURM (--executor submitit)"),
     ) -> None:
         """Run a study: complexity, training, evaluation and FPS of each variant, all stored."""
         from hsbench.studies import load_study
@@ -785,6 +850,10 @@ def register(app: Any) -> None:
         max_iters_ = check_max_iters(max_iters)
         check_executor(executor)
         check_device(device)
+        cli_launch = dict(partition=partition, cpus_per_task=cpus_per_task, gpus_per_node=gpus_per_node,
+                          tasks_per_node=tasks_per_node, mem_gb=mem_gb, timeout_min=timeout_min, account=account,
+                          qos=qos, constraint=constraint, array_parallelism=array_parallelism)
+        launch_cfg = _cli_launch_config(cli_launch)
         study = load_study(study_file, data_root=data_root)
         if dry_run:
             typer.echo(f"study {study.name} (table {study.table or '-'}): {len(study.variants)} variant(s), "
@@ -795,9 +864,21 @@ def register(app: Any) -> None:
                            f"grid {v.model.grid_size}  {v.data.dataset} {v.resolution_text}  "
                            f"{iters:,} iters x batch {v.train.batch_size}")
             return
+        launch = None
+        if executor == "submitit":
+            from hsbench.jobs import WaitOptions
+            from hsbench.launch import plan
+
+            wait = WaitOptions(timeout_s=wait_timeout, on_timeout=on_timeout, report_s=queue_interval,
+                               poll_s=min(5.0, queue_interval))
+            merged = _cli_launch_config(study.launch.to_dict() | {k: v for k, v in cli_launch.items() if v is not None})
+            launch = plan(merged, device=device, wait=wait)
+        elif launch_cfg != type(launch_cfg)() or wait_timeout is not None or on_timeout != "leave":
+            raise ConfigError("SLURM options (--partition, --cpus-per-task, ..., --wait-timeout) need "
+                              "--executor submitit")
         try:
             outcome = run_study(study, db=db, device=device, max_iters=max_iters_, executor=executor,
-                                force=force, runs_dir=runs_dir)
+                                force=force, runs_dir=runs_dir, launch=launch)
         except KeyboardInterrupt:
             # typer would turn this into a return value that hsbench.cli.main drops
             print("interrupted", file=sys.stderr)

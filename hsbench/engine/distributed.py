@@ -37,6 +37,14 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def launch_rank() -> int:
+    """The global rank the launcher gave this process (``RANK`` from torchrun or submitit; 0 without).
+
+    Readable before the process group exists, e.g. to skip work that only rank 0 does.
+    """
+    return int(os.environ.get("RANK", "0"))
+
+
 def is_main() -> bool:
     """True on the process that writes files and prints (rank 0)."""
     return rank() == 0
@@ -111,5 +119,5 @@ def check_ranks_agree(model: torch.nn.Module) -> list[str]:
 
 __all__ = [
     "is_distributed", "rank", "world_size", "local_rank", "is_main", "barrier", "init_from_env",
-    "all_gather_object", "params_digest", "check_ranks_agree",
+    "all_gather_object", "params_digest", "check_ranks_agree", "launch_rank",
 ]
