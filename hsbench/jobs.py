@@ -2,6 +2,8 @@
 
 The job callable, :class:`WorkerTask`, runs in every task of a submitit job:
 
+* **threads**: torch computes with as many threads as SLURM granted CPUs per
+  task (``SLURM_CPUS_PER_TASK``), not as many as the node has;
 * **DDP**: a job with ``tasks_per_node > 1`` (one task per GPU, or several CPU
   tasks on gloo) exports submitit's distributed environment (``RANK``,
   ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), which is
@@ -14,7 +16,8 @@ The job callable, :class:`WorkerTask`, runs in every task of a submitit job:
   training from the last checkpoint in the run folder (written every
   ``train.checkpoint_every`` iterations). A job requeued by SLURM itself
   (``scontrol requeue``, preemption with ``PreemptMode=REQUEUE``) restarts
-  the same way. Either way it keeps its job id, so the submitting process
+  the same way; its SIGTERM ends the task at once (submitit alone would
+  ignore it and compute until SLURM's SIGKILL, for nothing). Either way it keeps its job id, so the submitting process
   stores its record in the run's database row as if nothing happened.
 
 :func:`wait_for_jobs` follows the submitted jobs: it yields each job as it
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -72,6 +76,11 @@ class TaskResult(Generic[T]):
     value: T
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    logging.getLogger("hsbench").warning("SIGTERM from SLURM: stopping; a requeued job resumes from the checkpoint")
+    raise SystemExit(128 + signum)
+
+
 class WorkerTask(submitit.helpers.Checkpointable, Generic[T]):
     """The callable a submitit job runs: ``worker(job)`` in every task, DDP set up when there are several.
 
@@ -84,6 +93,16 @@ class WorkerTask(submitit.helpers.Checkpointable, Generic[T]):
 
     def __call__(self, job: Any) -> TaskResult[T]:
         env = submitit.JobEnvironment()
+        if os.environ.get("SLURM_JOB_ID"):
+            # SIGTERM (scancel, scontrol requeue, preemption) ends the task now: all it would
+            # compute before SLURM's SIGKILL is lost anyway (submitit ignores SIGTERM).
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        if cpus and cpus.isdigit():
+            import torch
+
+            # as many compute threads as CPUs granted: more would compete with the node's other jobs
+            torch.set_num_threads(int(cpus))
         if env.num_tasks > 1:
             # MASTER_ADDR/PORT, RANK, WORLD_SIZE, LOCAL_RANK: torchrun's variables. Every task keeps
             # every GPU of the job visible; init_from_env picks cuda:LOCAL_RANK.
@@ -95,7 +114,7 @@ class WorkerTask(submitit.helpers.Checkpointable, Generic[T]):
 
     def checkpoint(self, job: Any) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on SIGUSR2 (rank 0): requeue the same job; training resumes from its checkpoint."""
-        run_dir = getattr(job, "run_dir", None)
+        run_dir = job.get("run_dir") if isinstance(job, dict) else getattr(job, "run_dir", None)
         logging.getLogger("hsbench").warning(
             "preempted or near the time limit: requeueing; training resumes from the last checkpoint in %s",
             run_dir)
