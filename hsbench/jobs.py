@@ -30,6 +30,7 @@ error" warnings are silenced by :func:`quiet_submitit`), and it stops after
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -292,10 +293,8 @@ def wait_for_jobs(watched: Sequence[Watched], opts: WaitOptions, out: Callable[[
             cancel = opts.on_timeout == "cancel"
             if cancel:
                 for w in left:
-                    try:
+                    with contextlib.suppress(Exception):  # scancel of a job that just ended
                         w.job.cancel(check=False)
-                    except Exception:  # noqa: BLE001 - scancel of an ended job
-                        pass
                 how = f"cancelled job(s) {' '.join(ids)}"
                 then = "run the same command again to resubmit them (training resumes from their checkpoints)"
             else:

@@ -161,7 +161,13 @@ def run_submitit(todo: list, *, store: Any, study: Any, dev: str, max_iters: int
         KeyboardInterrupt: after cancelling the unfinished jobs and marking their runs interrupted.
     """
     from hsbench import runner as R
-    from hsbench.jobs import WaitTimeout, Watched, WorkerTask, quiet_submitit, wait_for_jobs
+    from hsbench.jobs import (
+        WaitTimeout,
+        Watched,
+        WorkerTask,
+        quiet_submitit,
+        wait_for_jobs,
+    )
 
     launch = launch or plan(LaunchConfig(), device=dev)
     folder = Path(os.environ.get("HSBENCH_SUBMITIT_FOLDER") or Path(runs_dir) / "submitit")

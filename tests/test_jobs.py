@@ -9,9 +9,16 @@ import pytest
 
 submitit = pytest.importorskip("submitit")
 
-from hsbench import slurm  # noqa: E402
-from hsbench.errors import ConfigError  # noqa: E402
-from hsbench.jobs import TaskResult, WaitOptions, WaitTimeout, Watched, WorkerTask, wait_for_jobs  # noqa: E402
+from hsbench import slurm
+from hsbench.errors import ConfigError
+from hsbench.jobs import (
+    TaskResult,
+    WaitOptions,
+    WaitTimeout,
+    Watched,
+    WorkerTask,
+    wait_for_jobs,
+)
 
 
 def _executor(folder, cpus: int, **extra):

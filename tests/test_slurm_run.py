@@ -20,8 +20,8 @@ import torch
 
 pytest.importorskip("submitit")
 
-from hsbench.cli import main  # noqa: E402
-from hsbench.store import Store  # noqa: E402
+from hsbench.cli import main
+from hsbench.store import Store
 
 STUDY = """
 [study]
@@ -114,11 +114,11 @@ def test_tiny_study_with_default_resources(on_slurm, tmp_path, capsys):
 
 
 def test_impossible_request_is_refused_before_submission(on_slurm, tmp_path, capsys):
-    cluster, db, args = on_slurm
+    cluster, _db, args = on_slurm
     path = study(tmp_path, "big", launch="[launch]\nmem_gb = 4")
     jobs_before = cluster.jobs()
     code = main(["run", path, *args, "--cpus-per-task", str(cluster.node.cpus + 1)])
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     print(lines[0] if lines else err)
     assert code != 0 and len(lines) == 1 and lines[0].startswith("error: "), err
@@ -132,7 +132,7 @@ def test_impossible_request_is_refused_before_submission(on_slurm, tmp_path, cap
 
 def test_two_task_ddp_job_on_cpu(on_slurm, tmp_path, capsys):
     """One variant, one job, two tasks: DDP over gloo with submitit's torchrun-like environment."""
-    cluster, db, args = on_slurm
+    _cluster, db, args = on_slurm
     path = study(tmp_path, "ddp", seed=3, launch="[launch]\ntasks_per_node = 2\ncpus_per_task = 1")
     t0 = time.monotonic()
     code = main(["run", path, *args])
