@@ -76,20 +76,20 @@ def test_queue_display_then_timeout_cancels(slurm_cluster, tmp_path, caplog):
 def test_timeout_leaves_jobs_and_a_job_ended_by_slurm_is_reported(slurm_cluster, tmp_path):
     ex = _executor(tmp_path / "submitit", 1)
     quick = ex.submit(WorkerTask(time.sleep), 0)
-    slow = ex.submit(WorkerTask(time.sleep), 60)
+    slow = ex.submit(WorkerTask(time.sleep), 120)
     lines: list[str] = []
-    ended: list[Watched] = []
-    with pytest.raises(WaitTimeout) as e:
-        for w in wait_for_jobs([Watched(quick, "quick"), Watched(slow, "slow")],
-                               WaitOptions(timeout_s=8, on_timeout="leave", poll_s=0.5), lines.append,
-                               cluster="slurm"):
-            ended.append(w)
-    assert [w.job_id for w in ended] == [quick.job_id]
+    ended = list(wait_for_jobs([Watched(quick, "quick")], WaitOptions(poll_s=0.3), lines.append, cluster="slurm"))
+    assert [w.job_id for w in ended] == [quick.job_id] and ended[0].ended_state is None
     r = quick.results()[0]
     assert isinstance(r, TaskResult) and (r.rank, r.world_size, r.restarts) == (0, 1, 0)
     assert r.job_id == quick.job_id and r.value is None
+    assert _until(lambda: _states([slow.job_id]).get(slow.job_id) == "RUNNING")
+    with pytest.raises(WaitTimeout) as e:
+        for _ in wait_for_jobs([Watched(slow, "slow")], WaitOptions(timeout_s=2, on_timeout="leave", poll_s=0.3),
+                               lines.append, cluster="slurm"):
+            pytest.fail("the slow job cannot end within the timeout")
     assert "left job(s) " + slow.job_id in str(e.value) and f"scancel {slow.job_id}" in str(e.value)
-    assert _states([slow.job_id]) == {slow.job_id: "RUNNING"}  # left alone
+    assert not e.value.cancelled and _states([slow.job_id]) == {slow.job_id: "RUNNING"}  # left alone
     # SLURM ends it (as for a node failure or the time limit): reported without waiting forever
     slurm.cancel([slow.job_id])
     (w,) = list(wait_for_jobs([Watched(slow, "slow")], WaitOptions(poll_s=0.3, result_grace_s=1), lines.append,
