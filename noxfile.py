@@ -23,7 +23,7 @@ def _install(session: nox.Session, extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Install hsbench with its test extras and run pytest (CPU, about 10 minutes on 2 cores)."""
-    _install(session, "dev,weights,launch")
+    _install(session, "dev,weights,launch,postgres")
     session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 

@@ -88,7 +88,7 @@ PAPER_TABLES = ("2", "3", "4", "S2", "S3")
 #: Keys allowed at the top level of a study file.
 TOP_KEYS = ("study", "base", "axes", "variants", "seeds", "launch")
 #: Keys allowed in ``[study]``.
-STUDY_KEYS = ("name", "description", "table", "seeds")
+STUDY_KEYS = ("name", "description", "table", "seeds", "baseline")
 #: Smallest input side the model accepts, pixels (HyperSeg.MIN_SIZE).
 MIN_SIDE = 64
 #: Fields that accept a ``"WxH"`` string as well as ``[W, H]``.
@@ -327,6 +327,9 @@ class Study:
         text: the file's text (stored with the study).
         variants: the fully resolved variants, in file order (rows, then axis product).
         seeds: training seeds; every variant runs once per seed.
+        baseline: the variant (by name) that reports pair every other variant with
+            (``[study] baseline``); None = the report picks the variant closest to
+            the paper's configuration.
         launch: the ``[launch]`` table: SLURM resources of the study's jobs
             (:class:`hsbench.resources.LaunchConfig`; all defaults without one).
     """
@@ -338,6 +341,7 @@ class Study:
     text: str
     variants: tuple[Variant, ...]
     seeds: tuple[int, ...]
+    baseline: str | None = None
     launch: LaunchConfig = LaunchConfig()
 
     def jobs(self) -> list[tuple[Variant, int]]:
@@ -429,7 +433,7 @@ class _Parser:
         """Type-check one value (and convert ``"WxH"`` strings); return what the config gets."""
         hint = FIELDS[s.section][s.field]
         if (s.section, s.field) in WH_FIELDS and isinstance(value, str):
-            from hsbench.measure.config import parse_resolution
+            from hsbench.values import parse_resolution
 
             try:
                 value = list(parse_resolution(value))
@@ -494,6 +498,7 @@ class _Parser:
                 variants.append(self._variant(vname, merged, seeds))
 
         self._check_unique(variants)
+        baseline = self._baseline(doc, variants)
         if self.check_data:
             self._check_data(variants)
         return Study(
@@ -504,8 +509,23 @@ class _Parser:
             text=self.text,
             variants=tuple(variants),
             seeds=seeds,
+            baseline=baseline,
             launch=launch,
         )
+
+    def _baseline(self, doc: dict[str, Any], variants: list[Variant]) -> str | None:
+        """``[study] baseline``: the name of one of the study's variants, or None."""
+        raw = doc["study"].get("baseline")
+        if raw is None:
+            return None
+        names = [v.name for v in variants]
+        if not isinstance(raw, str) or raw not in names:
+            raise self.error(
+                f"baseline {_toml_value(raw)} is not a variant of this study"
+                + _did_you_mean(str(raw), names) + f"; variants: {', '.join(names)}",
+                ("study", "baseline"),
+            )
+        return raw
 
     def _study(self, doc: dict[str, Any]) -> tuple[str, str | None, str | None, tuple[int, ...]]:
         study = doc.get("study")
@@ -534,7 +554,7 @@ class _Parser:
         if table is not None:
             if isinstance(table, bool) or not isinstance(table, (str, int)):
                 raise self.error(f"table must be a string such as \"S2\", got {_type_name(table)}", ("study", "table"))
-            from hsbench.store.db import normalize_table_id
+            from hsbench.reporting.paper import normalize_table_id
 
             table = normalize_table_id(table)
             if table not in PAPER_TABLES:

@@ -9,6 +9,9 @@ the working directory.
 
 ``slurm_cluster`` (session scope): a throwaway single-node SLURM cluster
 (tests/slurm_cluster.py); tests that use it skip where it cannot start.
+
+``postgres_server`` (session scope), ``pg_url`` and ``db_url`` (a new results
+database on SQLite, then on a throwaway PostgreSQL server): tests/postgres_server.py.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from postgres_server import db_url, pg_url, postgres_server  # noqa: F401 - fixtures, used by name
 from slurm_cluster import slurm_cluster  # noqa: F401 - a fixture, used by name
 
 #: A study that validates in milliseconds: one variant of camvid-s on 4 synthetic 64x64 images.

@@ -364,9 +364,23 @@ def test_sigkill_mid_variant_then_rerun_finishes_without_duplicates(env):
         assert first.metrics["extra"]["iterations_done"] == 40
 
 
+def _rows(url: str, sql: str) -> list[tuple]:
+    """Rows of ``sql`` on the database at ``url`` (SQLite or PostgreSQL), through a plain engine."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as con:
+            return [tuple(r) for r in con.execute(text(sql)).all()]
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.slow
-def test_two_processes_on_one_sqlite_database(env):
-    cwd, url, db = env
+def test_two_processes_on_one_database(env, db_url):
+    """Three `hsbench run` at once on one new database (SQLite file, then PostgreSQL)."""
+    cwd, _, _ = env
+    url = db_url
     a = tiny(cwd, name="conc_a", iters=3)
     b = tiny(cwd, name="conc_b", iters=3, data_seed=1)
     procs = [
@@ -376,12 +390,18 @@ def test_two_processes_on_one_sqlite_database(env):
     ]
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n\n".join(logs)
-    rows = _query(db, "select s.name, r.variant_id, r.seed, r.status from runs r join studies s "
+    rows = _rows(url, "select s.name, r.variant_id, r.seed, r.status from runs r join studies s "
                       "on s.id = r.study_id order by r.id")
     assert all(r[3] == "finished" for r in rows), rows
     for study in ("conc_a", "conc_b"):
         keys = [(r[1], r[2]) for r in rows if r[0] == study]
         assert len(keys) == 2 and len(set(keys)) == 2, rows  # every variant once, none twice
-    c = counts(db)
+    c = {t: _rows(url, f"select count(*) from {t}")[0][0]
+         for t in ("runs", "metrics", "complexity", "speed")}
     assert c["runs"] == c["metrics"] == c["complexity"] == c["speed"] == 4
-    assert orphan_rows(db) == 0
+    orphans = sum(
+        _rows(url, f"select count(*) from {t} t join runs r on r.id = t.run_id "
+                   "where r.status != 'finished'")[0][0]
+        for t in ("metrics", "complexity", "speed")
+    )
+    assert orphans == 0

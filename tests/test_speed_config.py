@@ -7,7 +7,8 @@ import json
 import pytest
 
 from hsbench.errors import ConfigError
-from hsbench.measure.config import SpeedConfig, parse_resolution
+from hsbench.measure.config import SpeedConfig
+from hsbench.values import parse_resolution
 
 
 def test_defaults_follow_the_paper():

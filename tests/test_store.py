@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
 
 from hsbench.errors import StoreError
 from hsbench.store import (
@@ -73,16 +73,25 @@ def _url(tmp_path, name="hs.db"):
     return f"sqlite:///{tmp_path / name}"
 
 
-def _store_with_variant(tmp_path):
-    store = Store.open(_url(tmp_path))
+def _count(url, table):
+    """Rows in ``table``, read with a plain engine of its own (SQLite or PostgreSQL)."""
+    engine = create_engine(url)
+    with engine.connect() as con:
+        n = con.execute(text(f"select count(*) from {table}")).scalar_one()
+    engine.dispose()
+    return n
+
+
+def _store_with_variant(url):
+    store = Store.open(url)
     store.upsert_study("quick", description="two variants", paper_table="Table 4",
                        spec_toml="[study]\nname='quick'\n")
     store.upsert_variant("v1", CONFIG, study="quick", label="S-b1")
     return store
 
 
-def test_round_trip_of_a_run(tmp_path):
-    store = _store_with_variant(tmp_path)
+def test_round_trip_of_a_run(db_url):
+    store = _store_with_variant(db_url)
     rid = store.start_run("v1", study="quick", seed=3, budget_iters=240_000, max_iters=200,
                           device="cpu", dataset="camvid", dataset_version="segnet-480x360",
                           resolution=(480, 360))
@@ -91,7 +100,7 @@ def test_round_trip_of_a_run(tmp_path):
     store.finish_run(rid, metrics=RUN_RESULT, complexity=COMPLEXITY, speed=SPEED)
     store.close()
 
-    store = Store.open(_url(tmp_path), create=False)
+    store = Store.open(db_url, create=False)
     d = store.get_run(rid)
     assert d.run.status == "finished" and d.run.seed == 3 and d.run.label == "S-b1"
     assert d.run.resolution == "480x360" and d.run.max_iters == 200
@@ -127,8 +136,8 @@ def test_round_trip_of_a_run(tmp_path):
     json.dumps(d.to_dict())  # plain data all the way down
 
 
-def test_failed_run_and_status_rules(tmp_path):
-    store = _store_with_variant(tmp_path)
+def test_failed_run_and_status_rules(db_url):
+    store = _store_with_variant(db_url)
     rid = store.start_run("v1", study="quick")
     store.fail_run(rid, "CUDA out of memory")
     d = store.get_run(rid)
@@ -144,8 +153,8 @@ def test_failed_run_and_status_rules(tmp_path):
     assert [r.id for r in store.list_runs(status="failed")] == [rid]
 
 
-def test_bad_values_write_nothing(tmp_path):
-    store = _store_with_variant(tmp_path)
+def test_bad_values_write_nothing(db_url):
+    store = _store_with_variant(db_url)
     rid = store.start_run("v1", study="quick")
     with pytest.raises(StoreError, match=r"fraction in \[0, 1\].*78.4"):
         store.finish_run(rid, metrics={"miou": 78.4}, speed={"fps": 3.0})
@@ -155,9 +164,9 @@ def test_bad_values_write_nothing(tmp_path):
     assert d.run.status == "running" and d.metrics is None and d.speed == []
 
 
-def test_finish_run_is_one_transaction(tmp_path):
+def test_finish_run_is_one_transaction(db_url):
     """A failure while writing the speed rows rolls back the metrics and the status too."""
-    store = _store_with_variant(tmp_path)
+    store = _store_with_variant(db_url)
     rid = store.start_run("v1", study="quick")
 
     def boom(session, flush_context, instances):
@@ -175,30 +184,29 @@ def test_finish_run_is_one_transaction(tmp_path):
     d = store.get_run(rid)
     assert d.run.status == "running"
     assert d.metrics is None and d.complexity is None and d.speed == []
-    con = sqlite3.connect(tmp_path / "hs.db")
-    assert con.execute("select count(*) from metrics").fetchone() == (0,)
-    con.close()
+    assert _count(db_url, "metrics") == 0
 
 
-def test_schema_version_mismatch_is_refused(tmp_path):
-    Store.open(_url(tmp_path)).close()
-    con = sqlite3.connect(tmp_path / "hs.db")
-    con.execute("update schema_info set version = ?", (SCHEMA_VERSION + 1,))
-    con.commit()
-    con.close()
-    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}.*"
-                                         f"reads version {SCHEMA_VERSION}"):
-        Store.open(_url(tmp_path))
+def _execute(url, sql):
+    engine = create_engine(url)
+    with engine.begin() as con:
+        con.execute(text(sql))
+    engine.dispose()
 
 
-def test_same_version_with_other_columns_is_refused(tmp_path):
-    Store.open(_url(tmp_path)).close()
-    con = sqlite3.connect(tmp_path / "hs.db")
-    con.execute("alter table speed drop column fps_ci_low")
-    con.commit()
-    con.close()
+def test_same_version_with_other_columns_is_refused(db_url):
+    Store.open(db_url).close()
+    _execute(db_url, "alter table speed drop column fps_ci_low")
     with pytest.raises(StoreError, match="table speed lacks column.*fps_ci_low"):
-        Store.open(_url(tmp_path), create=False)
+        Store.open(db_url, create=False)
+
+
+def test_foreign_database_is_refused(db_url):
+    _execute(db_url, "create table users (id integer)")
+    with pytest.raises(StoreError, match="not an hsbench results database.*users"):
+        Store.open(db_url)
+    with pytest.raises(StoreError, match="not an hsbench results database"):
+        Store.open(db_url, create=False)
 
 
 def test_foreign_and_broken_files_are_refused(tmp_path):
@@ -216,10 +224,24 @@ def test_foreign_and_broken_files_are_refused(tmp_path):
 @pytest.mark.parametrize("url, msg", [
     ("not a url", "is not a database URL"),
     ("nosuchdriver://host/db", "unknown database driver"),
+    ("sqlite:///runs?v2.db", r"the '\?' starts SQLite URL options, so the database file would be 'runs'"),
+    ("sqlite:///runs.db?journal=wal", "write a '\\?' of the file name as %3F"),
 ])
 def test_bad_database_urls(url, msg):
     with pytest.raises(StoreError, match=msg):
         Store.open(url)
+
+
+def test_question_mark_in_a_sqlite_file_name(tmp_path, monkeypatch):
+    """Bad input #9: a '?' in a SQLite path is refused (it would start URL options and
+    change the file used); written as %3F it names the file, and driver options still work."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="database file would be 'a'"):
+        Store.open("sqlite:///a?b.db")
+    assert list(tmp_path.iterdir()) == []
+    Store.open("sqlite:///a%3Fb.db").close()
+    Store.open("sqlite:///a%3Fb.db?timeout=5", create=False).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a?b.db"]
 
 
 def test_read_only_open_never_creates(tmp_path):
@@ -249,8 +271,8 @@ def test_url_resolution_and_default_location(tmp_path, monkeypatch):
     con.close()
 
 
-def test_unknown_ids_and_studies(tmp_path):
-    store = _store_with_variant(tmp_path)
+def test_unknown_ids_and_studies(db_url):
+    store = _store_with_variant(db_url)
     with pytest.raises(StoreError, match="no run with id 42"):
         store.get_run(42)
     with pytest.raises(StoreError, match="no study named 'nope'.*known studies: quick"):
@@ -263,8 +285,8 @@ def test_unknown_ids_and_studies(tmp_path):
         store.list_runs(status="done")
 
 
-def test_variant_shared_by_two_studies_and_upserts(tmp_path):
-    store = _store_with_variant(tmp_path)
+def test_variant_shared_by_two_studies_and_upserts(db_url):
+    store = _store_with_variant(db_url)
     store.upsert_study("quick", description="changed", paper_table="4")
     store.upsert_study("other", paper_table="s2")
     store.upsert_variant("v1", CONFIG, study="other", label="same config")
@@ -306,8 +328,9 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-def test_two_processes_write_one_database(tmp_path):
-    url = _url(tmp_path, "conc.db")
+def test_two_processes_write_one_database(db_url, tmp_path):
+    """Two processes open one new database together (both create its tables) and write."""
+    url = db_url
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -326,10 +349,8 @@ def test_two_processes_write_one_database(tmp_path):
         assert len(runs) == 100
         assert all(r.status == "finished" for r in runs)
         assert len(store.finished_variant_ids("conc")) == 100
-    con = sqlite3.connect(tmp_path / "conc.db")
-    assert con.execute("select count(*) from metrics").fetchone() == (100,)
-    assert con.execute("select count(*) from speed").fetchone() == (100,)
-    assert con.execute("select count(*) from study_variants").fetchone() == (100,)
-    con.close()
+    assert _count(url, "metrics") == 100
+    assert _count(url, "speed") == 100
+    assert _count(url, "study_variants") == 100
     # (The start barrier makes the writers contend: their runs interleave in the
     # ids, e.g. "aab...bbaa...a". Not asserted: a loaded machine may serialise them.)

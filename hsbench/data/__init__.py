@@ -21,18 +21,45 @@ should be there and where to get it.
 from __future__ import annotations
 
 
-from hsbench.data.base import SegmentationDataset
-from hsbench.data.camvid import CamVid
-from hsbench.data.cityscapes import Cityscapes
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from hsbench.data.config import DATASETS, SPLITS, DataConfig, resolve_data_root
 from hsbench.data.info import CLASS_NAMES, IGNORE_INDEX, DatasetInfo
-from hsbench.data.synthetic import SyntheticShapes
-from hsbench.data.transforms import EvalTransform, TrainTransform, build_transform, pad_collate
-from hsbench.data.voc import VOC
 from hsbench.errors import ConfigError
 
+if TYPE_CHECKING:
+    from hsbench.data.base import SegmentationDataset
 
-def build_dataset(cfg: DataConfig, split: str, train: bool) -> SegmentationDataset:
+#: Torch-using public names -> their submodule, imported on first use (PEP 562), so that
+#: ``hsbench.data.config`` / ``hsbench.data.info`` (and the CLI) stay torch-free.
+_EXPORTS = {
+    "SegmentationDataset": "base",
+    "CamVid": "camvid",
+    "Cityscapes": "cityscapes",
+    "SyntheticShapes": "synthetic",
+    "EvalTransform": "transforms",
+    "TrainTransform": "transforms",
+    "build_transform": "transforms",
+    "pad_collate": "transforms",
+    "VOC": "voc",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+def build_dataset(cfg: DataConfig, split: str, train: bool) -> "SegmentationDataset":
     """The dataset ``cfg`` names, for ``split``, with training augmentation or evaluation resizing.
 
     Args:
@@ -54,6 +81,12 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> SegmentationDatas
     """
     if split not in SPLITS[cfg.dataset]:
         raise ConfigError(f"{split!r} is not a {cfg.dataset} split; choose one of {list(SPLITS[cfg.dataset])}")
+    from hsbench.data.camvid import CamVid
+    from hsbench.data.cityscapes import Cityscapes
+    from hsbench.data.synthetic import SyntheticShapes
+    from hsbench.data.transforms import build_transform
+    from hsbench.data.voc import VOC
+
     transform = build_transform(cfg, train)
     if cfg.dataset == "synthetic":
         return SyntheticShapes(split, transform, cfg.synthetic_size, cfg.synthetic_length, cfg.synthetic_seed)

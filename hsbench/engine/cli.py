@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from hsbench.errors import ConfigError
-from hsbench.measure.config import parse_resolution
+from hsbench.values import parse_resolution
 
 
 

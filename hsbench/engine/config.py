@@ -13,8 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hsbench.engine.losses import LOSS_PARAMS, LOSSES
-from hsbench.errors import check_fields
+from hsbench.errors import ConfigError, check_fields
+
+#: Losses :class:`TrainConfig` may name -> their keyword parameters (see :mod:`hsbench.engine.losses`).
+LOSS_PARAMS: dict[str, tuple[str, ...]] = {"ce": (), "bootstrapped_ce": ("threshold", "k")}
+#: Loss names, in :data:`LOSS_PARAMS` order.
+LOSSES = tuple(LOSS_PARAMS)
 
 #: Table 1 of the paper, per benchmark: batch size, lr_0, poly power p, and t.
 #: Table 1's ``t`` counts training *images seen* (iterations x batch size),
@@ -42,14 +46,14 @@ def table1_key(dataset: str) -> str:
     """The :data:`TABLE1` row for a dataset name (``voc``, ``cityscapes``, ``camvid``; aliases accepted).
 
     Raises:
-        ValueError: no Table 1 row for ``dataset`` (e.g. ``synthetic``).
+        ConfigError: no Table 1 row for ``dataset`` (e.g. ``synthetic``).
     """
     key = dataset.lower().replace("-", "_")
     key = _DATASET_ALIASES.get(key, key)
     for name in TABLE1:
         if key == name or key.startswith(name):
             return name
-    raise ValueError(f"no Table 1 preset for dataset {dataset!r}; known: {sorted(TABLE1)}")
+    raise ConfigError(f"no Table 1 preset for dataset {dataset!r}; known: {sorted(TABLE1)}")
 
 
 _table1_key = table1_key  # the name hsbench.studies imports
@@ -87,7 +91,7 @@ class TrainConfig:
         sync_bn: convert BatchNorm to SyncBatchNorm under multi-process training.
 
     Raises:
-        ValueError: on an impossible value (non-positive budget or batch, bad
+        ConfigError: on an impossible value (non-positive budget or batch, bad
             loss name, ...).
     """
 
@@ -116,30 +120,30 @@ class TrainConfig:
         object.__setattr__(self, "loss_params", lp)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if int(self.iterations) < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+            raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
         if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not (self.lr0 > 0 and math.isfinite(self.lr0)):
-            raise ValueError(f"lr0 must be a positive number, got {self.lr0}")
+            raise ConfigError(f"lr0 must be a positive number, got {self.lr0}")
         if self.poly_power < 0:
-            raise ValueError(f"poly_power must be >= 0, got {self.poly_power}")
+            raise ConfigError(f"poly_power must be >= 0, got {self.poly_power}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if int(self.checkpoint_every) < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+            raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
+            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {list(LOSSES)}")
         bad = sorted(k for k, _ in lp if k not in LOSS_PARAMS[self.loss])
         if bad:
-            raise ValueError(
+            raise ConfigError(
                 f"loss {self.loss!r} takes no parameter(s) {bad}; allowed: {list(LOSS_PARAMS[self.loss])}"
             )
         if self.amp_dtype not in AMP_DTYPES:
-            raise ValueError(f"amp_dtype must be one of {list(AMP_DTYPES)}, got {self.amp_dtype!r}")
+            raise ConfigError(f"amp_dtype must be one of {list(AMP_DTYPES)}, got {self.amp_dtype!r}")
         if int(self.num_workers) < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
 
     @property
     def loss_kwargs(self) -> dict[str, Any]:
@@ -165,7 +169,7 @@ class TrainConfig:
         short CPU run.
 
         Raises:
-            ValueError: unknown dataset or field.
+            ConfigError: unknown dataset or field.
         """
         row = TABLE1[table1_key(dataset)]
         fields = {
@@ -191,7 +195,7 @@ class TrainConfig:
         """Inverse of :meth:`to_dict`.
 
         Raises:
-            ValueError: on a key that is not a field (naming the allowed keys)
+            ConfigError: on a key that is not a field (naming the allowed keys)
                 or an impossible value.
         """
         check_fields(cls, d, "train")
@@ -229,7 +233,7 @@ class EvalConfig:
         max_images: score only the first N images (smoke tests); ``None`` = all.
 
     Raises:
-        ValueError: on an unknown absent rule or a negative width/size.
+        ConfigError: on an unknown absent rule or a negative width/size.
     """
 
     split: str | None = None
@@ -242,17 +246,17 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.absent_class not in ABSENT_RULES:
-            raise ValueError(
+            raise ConfigError(
                 f"absent_class must be one of {list(ABSENT_RULES)}, got {self.absent_class!r}"
             )
         if int(self.trimap_width) < 1:
-            raise ValueError(f"trimap_width must be >= 1 px, got {self.trimap_width}")
+            raise ConfigError(f"trimap_width must be >= 1 px, got {self.trimap_width}")
         if int(self.batch_size) < 1:
-            raise ValueError(f"eval batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"eval batch_size must be >= 1, got {self.batch_size}")
         if int(self.num_workers) < 0:
-            raise ValueError(f"eval num_workers must be >= 0, got {self.num_workers}")
+            raise ConfigError(f"eval num_workers must be >= 0, got {self.num_workers}")
         if self.max_images is not None and int(self.max_images) < 1:
-            raise ValueError(f"max_images must be >= 1 or None, got {self.max_images}")
+            raise ConfigError(f"max_images must be >= 1 or None, got {self.max_images}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field."""
@@ -263,7 +267,7 @@ class EvalConfig:
         """Inverse of :meth:`to_dict`.
 
         Raises:
-            ValueError: on a key that is not a field (naming the allowed keys).
+            ConfigError: on a key that is not a field (naming the allowed keys).
         """
         check_fields(cls, d, "eval")
         return cls(**dict(d))

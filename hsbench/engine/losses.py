@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Loss names accepted by :func:`build_loss` (and ``TrainConfig.loss``), with their parameters.
-LOSS_PARAMS: dict[str, tuple[str, ...]] = {"ce": (), "bootstrapped_ce": ("threshold", "k")}
-LOSSES = tuple(LOSS_PARAMS)
+# Loss names accepted by build_loss (and TrainConfig.loss) with their parameters: defined,
+# torch-free, beside TrainConfig.
+from hsbench.engine.config import LOSS_PARAMS, LOSSES
 
 
 class CrossEntropy(nn.Module):

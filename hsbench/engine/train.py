@@ -54,6 +54,7 @@ from hsbench.engine import distributed as hdist
 from hsbench.engine.config import TrainConfig
 from hsbench.engine.errors import CheckpointError, TrainingDiverged
 from hsbench.engine.losses import build_loss
+from hsbench.errors import ConfigError
 
 #: Format version of the checkpoint dict written by :func:`save_checkpoint`.
 CHECKPOINT_VERSION = 1
@@ -166,7 +167,7 @@ class IterationBatchSampler:
         self.start, self.stop = int(start), int(stop)
         self.per_epoch = len(self.sampler) // self.batch_size
         if self.per_epoch < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"dataset has {num_samples} samples, {len(self.sampler)} per process: fewer "
                 f"than one batch of {self.batch_size}; lower batch_size"
             )
@@ -333,7 +334,7 @@ def _check_labels(target: torch.Tensor, num_classes: int | None, ignore_index: i
         return
     lab = target[target != ignore_index]
     if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= num_classes):
-        raise ValueError(
+        raise ConfigError(
             f"training labels must lie in [0, {num_classes}) or equal {ignore_index}; "
             f"found [{int(lab.min())}, {int(lab.max())}]: the dataset and the model disagree "
             "on the number of classes"
@@ -387,7 +388,7 @@ def train(
         device = torch.device("cuda", torch.cuda.current_device())
     world, rank = hdist.world_size(), hdist.rank()
     if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
     per_rank = cfg.batch_size // world
     total = int(cfg.iterations)
     stop = total if stop_at is None else max(0, min(int(stop_at), total))

@@ -1,4 +1,10 @@
-"""``hsbench bench ...``: operator micro-benchmarks (thin commands over :mod:`hsbench.measure.bench`).
+"""``hsbench profile`` and ``hsbench bench ...``: thin commands over :mod:`hsbench.measure`.
+
+``hsbench profile [--template camvid-s] [--fps] ...`` prints the learned
+parameters, weight mapper parameters, GMACs (thop, fvcore) and GFLOPs of one
+HyperSeg variant, and with ``--fps`` its speed under the paper's protocol.
+It lives here, not in :mod:`hsbench.models`: measure imports models, never
+the other way round.
 
 ``hsbench bench dpwconv [--device auto|cpu|cuda] [--format table|json]``
 times the reference and fast dynamic patch-wise convolutions and an ordinary
@@ -7,11 +13,14 @@ convolution of the same shape on the camvid-s and cityscapes-m layer shapes.
 
 from __future__ import annotations
 
-from typing import Optional
+import json
+from enum import Enum
+from typing import Annotated, Optional
 
 import typer
 
 from hsbench.errors import ConfigError
+from hsbench.values import parse_resolution
 
 bench_app = typer.Typer(
     name="bench",
@@ -21,6 +30,138 @@ bench_app = typer.Typer(
 
 _DEVICES = ("auto", "cpu", "cuda")
 _FORMATS = ("table", "json")
+
+
+class Format(str, Enum):
+    json = "json"
+    table = "table"
+
+
+def parse_grid_size(text: str) -> int | str:
+    """``"native"`` or a positive int.
+
+    Raises:
+        ConfigError: for anything else.
+    """
+    if text == "native":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--grid-size {text!r} is not allowed; use \"native\" or a positive int such as 1, 4, 8, 16") from None
+    return value
+
+
+def parse_groups(text: str) -> tuple[int, ...]:
+    """``"4,8,16,16,32"`` -> (4, 8, 16, 16, 32).
+
+    Raises:
+        ConfigError: if an entry is not an int.
+    """
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--weight-groups {text!r} is not a comma-separated list of ints, e.g. 4,8,16,16,32") from None
+
+
+def profile(
+    template: Annotated[str, typer.Option(help="Table S1 template: voc-l, cityscapes-s, cityscapes-m, camvid-s, camvid-l.")] = "camvid-s",
+    backbone: Annotated[Optional[str], typer.Option(help="Backbone; default: the template's.")] = None,
+    grid_size: Annotated[str, typer.Option(help='Patch grid: "native" or N for an NxN grid (1 = no context head).')] = "native",
+    positional_encoding: Annotated[bool, typer.Option("--positional-encoding/--no-positional-encoding")] = True,
+    weight_groups: Annotated[Optional[str], typer.Option(help="g_w per decoder level, coarse to fine, e.g. 32,16,16,8,4.")] = None,
+    static: Annotated[bool, typer.Option("--static", help='"w/o DPWConv": ordinary convolutions, no hypernetwork.')] = False,
+    num_classes: Annotated[Optional[int], typer.Option(help="Output classes; default: the template's dataset's.")] = None,
+    resolution: Annotated[Optional[str], typer.Option(help="WIDTHxHEIGHT; default: the template's (Table S1).")] = None,
+    fps: Annotated[bool, typer.Option("--fps", help="Also measure FPS with the paper's protocol (hsbench.measure.speed).")] = False,
+    device: Annotated[str, typer.Option(help="FPS device: auto, cpu or cuda.")] = "auto",
+    frames: Annotated[int, typer.Option(help="FPS: timed frames per repeat.")] = 100,
+    repeats: Annotated[int, typer.Option(help="FPS: repeats of the whole measurement.")] = 5,
+    counters: Annotated[str, typer.Option(help="Comma-separated MAC counters to run: thop, fvcore, flop_counter.")] = "thop,fvcore,flop_counter",
+    fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
+) -> None:
+    """Print the complexity of one variant: learned params, weight mapper params, GMACs (thop, fvcore), GFLOPs."""
+    import torch
+
+    from hsbench.measure.complexity import complexity
+    from hsbench.models import ModelConfig, build_model, get_template
+
+    tpl = get_template(template)
+    cfg = ModelConfig(
+        template=template,
+        backbone=backbone,
+        grid_size=parse_grid_size(grid_size),
+        positional_encoding=positional_encoding,
+        weight_groups=parse_groups(weight_groups) if weight_groups else None,
+        dynamic=not static,
+        num_classes=num_classes,
+    )
+    res = parse_resolution(resolution, "--resolution") if resolution else tpl.resolution
+    wanted = tuple(c.strip() for c in counters.split(",") if c.strip())
+    unknown = sorted(set(wanted) - {"thop", "fvcore", "flop_counter"})
+    if unknown:
+        raise ConfigError(f"--counters: unknown counter(s) {unknown}; allowed: thop, fvcore, flop_counter")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    if min(res) < model.MIN_SIZE:
+        raise ConfigError(f"--resolution {res[0]}x{res[1]} is below the model's minimum of 64x64")
+    model.grid_shape(res[1], res[0])  # validates the grid against the resolution
+    result = {"template": template, "paper_name": tpl.paper_name, "config": model.config.to_dict()}
+    result.update(complexity(model, res, counters=wanted).to_dict())
+    if fps:
+        speed_result = _measure_fps(model, res, device, frames, repeats)
+        result["speed"] = speed_result.to_dict(samples=False)
+    if fmt is Format.json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        typer.echo(_table(result))
+        if fps:
+            from hsbench.measure.speed import format_speed_result
+
+            typer.echo("")
+            typer.echo(format_speed_result(speed_result, "table"))
+
+
+def _measure_fps(model, resolution: tuple[int, int], device: str, frames: int, repeats: int):
+    """The paper's FPS protocol (Sec. 4), BN fused, batch 1: see :func:`hsbench.measure.speed.measure_fps`."""
+    from hsbench.measure.config import SpeedConfig
+    from hsbench.measure.speed import measure_fps
+
+    cfg = SpeedConfig(device=device, resolution=resolution, timed_frames=frames, repeats=repeats)
+    cfg.validate()
+    return measure_fps(model.eval(), cfg)
+
+
+def _num(value: float) -> str:
+    return "not run" if value != value else f"{value:.3f}"  # NaN: counter not run
+
+
+def _table(result: dict) -> str:
+    from tabulate import tabulate
+
+    c = result["config"]
+    rows = [
+        ("template", f"{result['template']} ({result['paper_name']})"),
+        ("backbone", c["backbone"]),
+        ("dynamic (DPWConv)", c["dynamic"]),
+        ("grid size", c["grid_size"]),
+        ("positional encoding", c["positional_encoding"]),
+        ("weight groups g_w (coarse to fine)", c["weight_groups"]),
+        ("resolution (W x H)", "x".join(map(str, result["resolution"]))),
+        ("weight grid (N_h x N_w)", "x".join(map(str, result["grid"])) if result["grid"] else "-"),
+        ("params learned (M)", f"{result['params_learned'] / 1e6:.3f}"),
+        ("params weight mapper |theta^w| (M)", f"{result['params_weight_mapper'] / 1e6:.3f}"),
+        ("generated weights per image (M)", f"{result['generated_weights'] / 1e6:.3f}"),
+        ("GMACs (thop + hsbench rules)", _num(result["gmacs_thop"])),
+        ("GMACs (fvcore)", _num(result["gmacs_fvcore"])),
+        ("GFLOPs (torch flop_counter, 2/MAC)", _num(result["gflops"])),
+        ("  of which DPWConv GMACs", f"{result['gmacs_dpwconv']:.3f}"),
+        ("  of which weight mapper GMACs", f"{result['gmacs_weight_mapper']:.3f}"),
+    ]
+    speed = result.get("speed")
+    if speed:
+        rows.append(("FPS (paper protocol)", f"{speed.get('fps', float('nan')):.2f} on {speed.get('device', '?')}"))
+    return tabulate(rows, headers=("quantity", "measured"), tablefmt="github")
 
 
 @bench_app.command("dpwconv")
@@ -54,5 +195,6 @@ def dpwconv(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``bench`` sub-app (``hsbench bench dpwconv``) to the top-level app."""
+    """Add ``profile`` and the ``bench`` sub-app (``hsbench bench dpwconv``) to the top-level app."""
+    app.command("profile")(profile)
     app.add_typer(bench_app, name="bench")

@@ -13,29 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hsbench.errors import ConfigError, check_fields
+from hsbench.values import parse_resolution  # noqa: F401  (re-exported; lives in hsbench.values)
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DENORMALS = ("flush", "keep")
-
-
-def parse_resolution(text: str, what: str = "resolution") -> tuple[int, int]:
-    """Parse ``"WxH"`` (e.g. ``"768x576"``) into ``(W, H)`` in pixels.
-
-    The one parser of resolutions for every command and study file; ``what``
-    names the option or key in the error (e.g. ``"--crop"``).
-
-    Raises:
-        ConfigError: if the text is not two positive integers joined by ``x``.
-    """
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        w, h = (int(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"{what} {text!r} is not of the form WIDTHxHEIGHT, e.g. 768x576") from None
-    if w < 1 or h < 1:
-        raise ConfigError(f"{what} {text!r} must have a positive width and height")
-    return w, h
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,36 @@
 Entry point: :func:`build_model` with a :class:`ModelConfig`.
 """
 
-from hsbench.models.config import BACKBONES, ModelConfig
-from hsbench.models.hyperseg import HyperSeg, build_model, resolve
-from hsbench.models.templates import TEMPLATES, Template, get_template
-from hsbench.models.weight_mapper import divide_channels
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it, imported on first use (PEP 562) so that
+#: ``import hsbench.<pkg>.config`` and the CLI stay torch-free.
+_EXPORTS = {
+    "BACKBONES": "config",
+    "ModelConfig": "config",
+    "HyperSeg": "hyperseg",
+    "build_model": "hyperseg",
+    "resolve": "hyperseg",
+    "TEMPLATES": "templates",
+    "Template": "templates",
+    "get_template": "templates",
+    "divide_channels": "weight_mapper",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "BACKBONES",

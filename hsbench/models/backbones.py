@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hsbench.models.config import BACKBONES
+from hsbench.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Backbone(nn.Module):
     def __init__(self, name: str, *, with_signal_head: bool = True):
         super().__init__()
         if name not in SPECS:
-            raise ValueError(f"backbone={name!r} is not supported; allowed: {', '.join(BACKBONES)}")
+            raise ConfigError(f"backbone={name!r} is not supported; allowed: {', '.join(BACKBONES)}")
         spec = SPECS[name]
         self.name = name
         self.spec = spec

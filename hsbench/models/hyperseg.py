@@ -25,6 +25,7 @@ from hsbench.models.fusion import fuse_conv_bn_
 from hsbench.models.meta_block import MetaBlock, positional_encoding
 from hsbench.models.templates import Template, get_template
 from hsbench.models.weight_mapper import divide_channels
+from hsbench.errors import ConfigError
 
 
 def resolve(cfg: ModelConfig) -> ModelConfig:
@@ -45,22 +46,22 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
     tpl = get_template(cfg.template)
     backbone = cfg.backbone or tpl.backbone
     if backbone not in BACKBONES:
-        raise ValueError(f"backbone={backbone!r} is not supported; allowed: {', '.join(BACKBONES)}")
+        raise ConfigError(f"backbone={backbone!r} is not supported; allowed: {', '.join(BACKBONES)}")
     grid = cfg.grid_size
     if isinstance(grid, bool) or not (grid == "native" or (isinstance(grid, int) and grid >= 1)):
-        raise ValueError(f"grid_size={grid!r} is not allowed; use \"native\" or a positive int such as 1, 4, 8, 16")
+        raise ConfigError(f"grid_size={grid!r} is not allowed; use \"native\" or a positive int such as 1, 4, 8, 16")
     groups = tuple(cfg.weight_groups) if cfg.weight_groups is not None else tpl.weight_groups
     if len(groups) != tpl.num_levels:
-        raise ValueError(
+        raise ConfigError(
             f"weight_groups={list(groups)} has {len(groups)} entries; template {tpl.name} has "
             f"{tpl.num_levels} decoder levels, so give {tpl.num_levels} (coarse to fine, m_5 first)"
         )
     for g in groups:
         if isinstance(g, bool) or not isinstance(g, int) or g < 1 or g & (g - 1):
-            raise ValueError(f"weight_groups={list(groups)}: {g!r} is not a power of two (1, 2, 4, ...)")
+            raise ConfigError(f"weight_groups={list(groups)}: {g!r} is not a power of two (1, 2, 4, ...)")
     num_classes = cfg.num_classes if cfg.num_classes is not None else tpl.num_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes={num_classes!r} must be a positive int")
+        raise ConfigError(f"num_classes={num_classes!r} must be a positive int")
     if not cfg.dynamic:
         grid = "native"
     return cfg.replace(backbone=backbone, grid_size=grid, weight_groups=groups, num_classes=num_classes)
@@ -128,7 +129,7 @@ class HyperSeg(nn.Module):
             try:
                 self.signal_split = divide_channels(c_n, max(groups), [b.num_weights for b in blocks])
             except ValueError as exc:
-                raise ValueError(
+                raise ConfigError(
                     f"weight_groups={groups}: the {c_n} signal channels cannot be split into units of "
                     f"max(g_w)={max(groups)} ({exc}); use smaller groups"
                 ) from None
@@ -147,7 +148,7 @@ class HyperSeg(nn.Module):
         if grid == "native":
             return h5, w5
         if grid > min(h5, w5):
-            raise ValueError(
+            raise ConfigError(
                 f"grid_size={grid} needs a stride-32 feature map of at least {grid}x{grid}; "
                 f"a {width}x{height} input gives {w5}x{h5}: use a larger input or a smaller grid"
             )

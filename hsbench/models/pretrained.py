@@ -269,7 +269,7 @@ def load_weights_file(path: str | os.PathLike[str], timm_name: str) -> dict[str,
             parts.append(f"{len(unexpected)} unexpected keys: {_first(unexpected)}")
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches: {_first(mismatched)}")
-        raise ValueError(
+        raise ConfigError(
             f"backbone weights file {str(p)!r} does not fit timm model {timm_name!r}: " + "; ".join(parts)
         )
     return {k: (sd[k] if k in sd else torch.zeros((), dtype=torch.long)) for k in template}
@@ -293,7 +293,7 @@ def lite_checkpoint_path(timm_name: str) -> Path:
             or its file is missing.
     """
     if timm_name not in LITE_WHEELS:
-        raise ValueError(
+        raise ConfigError(
             f"no offline checkpoint for {timm_name!r}; offline ones exist for {sorted(LITE_WHEELS)}"
         )
     dist, module, cls = LITE_WHEELS[timm_name]
@@ -489,7 +489,7 @@ def split_state_dict(
             parts.append(f"{len(missing)} keys the weights lack: {_first(missing)}")
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches: {_first(mismatched)}")
-        raise ValueError(
+        raise ConfigError(
             f"the backbone weights do not fit the {type(features_model).__name__}: " + "; ".join(parts)
         )
     features = {k: state_dict[k] for k in wanted}

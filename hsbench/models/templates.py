@@ -40,6 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from hsbench.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Template:
@@ -168,11 +170,11 @@ def get_template(name: str) -> Template:
     """The Table S1 template called ``name``.
 
     Raises:
-        ValueError: for an unknown name, listing the known ones.
+        ConfigError: for an unknown name, listing the known ones.
     """
     try:
         return TEMPLATES[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"template={name!r} is not a HyperSeg template; allowed: {', '.join(TEMPLATES)}"
         ) from None

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from hsbench.errors import ConfigError
+
 
 def divide_channels(channels: int, unit: int, weights: list[int]) -> list[int]:
     """Split ``channels`` into parts proportional to ``weights`` (supplement Algorithm 1).
@@ -37,15 +39,15 @@ def divide_channels(channels: int, unit: int, weights: list[int]) -> list[int]:
         Channels per weight, in the order of ``weights``; they sum to ``channels``.
 
     Raises:
-        ValueError: if ``channels`` is not a multiple of ``unit`` or there are
+        ConfigError: if ``channels`` is not a multiple of ``unit`` or there are
             fewer units than weights.
     """
     if unit < 1 or channels % unit:
-        raise ValueError(f"channels={channels} is not a multiple of the unit size {unit}")
+        raise ConfigError(f"channels={channels} is not a multiple of the unit size {unit}")
     total_units = channels // unit
     n = len(weights)
     if n == 0 or total_units < n:
-        raise ValueError(
+        raise ConfigError(
             f"{channels} signal channels make {total_units} units of {unit}, "
             f"fewer than the {n} meta blocks that need one each"
         )
@@ -82,13 +84,13 @@ class WeightMapperHead(nn.Module):
             with a He-like variance.
 
     Raises:
-        ValueError: if ``groups`` does not divide ``signal_channels``.
+        ConfigError: if ``groups`` does not divide ``signal_channels``.
     """
 
     def __init__(self, signal_channels: int, num_weights: int, groups: int, fan_in: float = 1.0):
         super().__init__()
         if groups < 1 or signal_channels % groups:
-            raise ValueError(
+            raise ConfigError(
                 f"weight_groups: g_w={groups} does not divide the {signal_channels} signal "
                 "channels this meta block receives; use a power of two that divides them"
             )

@@ -5,7 +5,7 @@
 * :mod:`hsbench.reporting.measured`: finished runs as report records, and the
   rule that matches a measured variant to a paper row.
 * :mod:`hsbench.reporting.tables`: ``hsbench report`` (pandas + tabulate).
-* :mod:`hsbench.reporting.plots`: ``hsbench plot`` (seaborn, Agg canvas).
+* :mod:`hsbench.reporting.plots`: ``hsbench plot`` (matplotlib on an Agg canvas, adjustText labels).
 * :mod:`hsbench.reporting.cli`: ``register(app)`` adds ``report``, ``plot``
   and ``runs list|show``.
 """

@@ -43,13 +43,31 @@ def _write_text(text: str, out: Path | None) -> None:
 
 
 def report(
-    table: str = typer.Option(..., "--table", "-t", help="paper table: 2, 3, 4, S2 or S3"),
-    study: Optional[str] = typer.Option(None, "--study", help="only this study's runs"),
-    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown, latex, csv or json"),
+    table: Optional[str] = typer.Option(
+        None, "--table", "-t", help="paper table: 2, 3, 4, S2 or S3 (omit with --study for the study table)"),
+    study: Optional[str] = typer.Option(
+        None, "--study", help="only this study's runs; without --table: the study table over seeds"),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="study table: pair variants with this one (default: the study's "
+        "[study] baseline, else the variant closest to the paper's configuration)"),
+    fmt: str = typer.Option("markdown", "--format", "-f",
+                            help="markdown, latex, csv, json or html"),
     db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to this file"),
 ) -> None:
-    """Print a paper table beside the measured runs, with deltas, device, budget, dataset."""
+    """A paper table beside the measured runs, or (--study without --table) a study's table.
+
+    The study table aggregates every variant over its seeds (mean ± sd, n) and
+    pairs each variant with the baseline per seed (Δ with a 95% interval).
+    """
+    if table is None:
+        if study is None:
+            raise ConfigError("give --table 2|3|4|S2|S3 for a paper table, or --study NAME for "
+                              "a study's table (see `hsbench runs list` for stored studies)")
+        _study_report(study, baseline=baseline, fmt=fmt, db=db, out=out)
+        return
+    if baseline is not None:
+        raise ConfigError("--baseline applies to the study table: drop --table to get it")
     from hsbench.reporting.paper import get_table
     from hsbench.reporting.tables import FORMATS, build_report, render
 
@@ -71,22 +89,81 @@ def report(
             typer.echo(f"note: {note}", err=True)
 
 
+def _study_report(study: str, *, baseline: str | None, fmt: str, db: str | None,
+                  out: Path | None) -> None:
+    """``hsbench report --study NAME``: the study table (hsbench.reporting.study_report)."""
+    from hsbench.reporting.measured import measured_records
+    from hsbench.reporting.study_report import STUDY_FORMATS, build_study_report, render_study
+
+    fmt = "markdown" if fmt.lower() == "md" else fmt.lower()
+    if fmt not in STUDY_FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(STUDY_FORMATS)}")
+    with _open_readonly(db, hint=f"run `hsbench run studies/{study}.toml` first, or pass --db URL"
+                        ) as store:
+        info = store.get_study(study)
+        rep = build_study_report(study, measured_records(store, study=study),
+                                 baseline=baseline or declared_baseline(info.spec_toml))
+        figures = _study_figures(store, study) if fmt == "html" else ()
+    _write_text(render_study(rep, fmt, figures=figures), out)
+
+
+def declared_baseline(spec_toml: str | None) -> str | None:
+    """``[study] baseline`` of a stored study's TOML text (None when it declares none).
+
+    The study's text is stored verbatim with it (``hsbench run`` validated it,
+    including that the baseline names one of its variants).
+    """
+    import tomllib
+
+    if not spec_toml:
+        return None
+    try:
+        study = tomllib.loads(spec_toml).get("study", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    value = study.get("baseline") if isinstance(study, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _study_figures(store, study: str) -> list[str]:
+    """The trade-off plots of a study as SVG documents (for the HTML report)."""
+    from hsbench.reporting.plots import PLOT_KINDS, figure_svg
+
+    return [figure_svg(kind, store, study=study) for kind in PLOT_KINDS]
+
+
 def plot(
     kind: str = typer.Argument(..., help="fps-vs-miou, gmacs-vs-miou or params-vs-miou"),
     study: Optional[str] = typer.Option(None, "--study", help="only this study's runs"),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="FILE.png, .svg or .pdf (default results/<kind>.png)"
+        None, "--out", "-o",
+        help="FILE.png, .svg or .pdf (default results/<kind>[-<study>].<format>)",
     ),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", "-f", help="png, svg or pdf (default: --out's suffix, else png)"
+    ),
+    width: str = typer.Option(
+        "page", "--width", help="column (3.3 in), page (6.9 in) or a width in inches"
+    ),
+    dpi: int = typer.Option(200, "--dpi", help="resolution of png output, dots per inch"),
     db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
 ) -> None:
-    """Plot mIoU against speed, compute or size: measured runs beside the paper's methods."""
-    from hsbench.reporting.plots import check_kind, check_suffix, default_out, save_plot
+    """Plot mIoU against speed, compute or size: one panel per dataset, one speed axis per device."""
+    from hsbench.reporting.plots import (
+        check_dpi,
+        check_kind,
+        check_width,
+        resolve_out,
+        save_plot,
+    )
 
     check_kind(kind)
-    path = check_suffix(out if out is not None else default_out(kind, study))
+    check_width(width)
+    check_dpi(dpi)
+    path = resolve_out(kind, study, out, fmt)
     path = check_output_path(path, db_url=db)
     with _open_readonly(db) as store:
-        written = save_plot(kind, store, study=study, out=path)
+        written = save_plot(kind, store, study=study, out=path, width=width, dpi=dpi)
     typer.echo(f"wrote {written}")
 
 
@@ -96,9 +173,13 @@ def runs_list(
         None, "--status", help="pending, running, finished or failed"
     ),
     db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json"),
+    as_json: bool = typer.Option(False, "--json", help="same as --format json"),
 ) -> None:
     """List runs: id, study, variant, status, seed, device, dataset, budget, mIoU."""
+    if fmt.lower() not in ("table", "json"):
+        raise ConfigError(f"unknown format {fmt!r}; choose table or json")
+    as_json = as_json or fmt.lower() == "json"
     from tabulate import tabulate
 
     from hsbench.reporting.measured import budget_text

@@ -13,6 +13,7 @@ A *measured record* is one finished run (the latest finished run of each
 ``latency_ms``            median end-to-end latency, ms
 ``budget``                "<iters> iters" or "<max> of <budget> iters"
 ``dataset``               dataset name and version
+``dataset_name``          dataset name alone ("camvid"); ``dataset_version`` what was read
 ``resolution``            "WxH" of training/evaluation
 ========================  =====================================================
 
@@ -32,9 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hsbench.reporting.paper import TABLES, PaperRow, PaperTable
+from hsbench.reporting.paper import TABLES, PaperRow, PaperTable, normalize_table_id
 from hsbench.errors import StoreError
-from hsbench.store import RunDetail, Store, normalize_resolution, normalize_table_id
+from hsbench.store import RunDetail, Store, normalize_resolution
 
 #: Template -> its default backbone (supplement Table S1).
 TEMPLATE_BACKBONE = {
@@ -88,6 +89,20 @@ class MeasuredRecord:
     dataset: str
     resolution: str | None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: mean class accuracy, pixel accuracy and trimap mIoU, percent (None when not stored).
+    macc: float | None = None
+    pixel_acc: float | None = None
+    trimap_miou: float | None = None
+    #: class name -> IoU, percent (None = undefined for that class).
+    class_iou: dict[str, float | None] = field(default_factory=dict)
+    #: the run's own FPS bootstrap interval over repeats (low, high), frames/s.
+    fps_ci: tuple[float, float] | None = None
+    #: the variant's resolved config (nested dicts, as stored).
+    config: dict[str, Any] = field(default_factory=dict)
+    #: The dataset's name alone ("camvid", "cityscapes", "voc", "synthetic").
+    dataset_name: str | None = None
+    #: What the data loader reported it read, e.g. "CamVid 480x360 (SegNet layout)".
+    dataset_version: str | None = None
 
     @property
     def fps_on_gpu(self) -> bool:
@@ -236,7 +251,20 @@ def to_record(d: RunDetail) -> MeasuredRecord:
     if not knobs["dynamic"]:
         method += " w/o DPWConv"
     dataset = " ".join(str(x) for x in (dataset_name, r.dataset_version) if x) or "unknown dataset"
+    def pct(x: Any) -> float | None:
+        return None if x is None else 100.0 * x
+
+    class_iou = met.get("per_class_iou") or {}
+    if isinstance(class_iou, list):
+        class_iou = {str(i): v for i, v in enumerate(class_iou)}
+    fps_ci = (sp.get("fps_ci_low"), sp.get("fps_ci_high"))
     return MeasuredRecord(
+        macc=pct(met.get("macc")),
+        pixel_acc=pct(met.get("pixel_acc")),
+        trimap_miou=pct(met.get("trimap_miou")),
+        class_iou={str(k): pct(v) for k, v in class_iou.items()},
+        fps_ci=None if None in fps_ci else (float(fps_ci[0]), float(fps_ci[1])),
+        config=d.config,
         run_id=r.id,
         seed=r.seed,
         variant_id=r.variant_id,
@@ -262,6 +290,8 @@ def to_record(d: RunDetail) -> MeasuredRecord:
         max_iters=r.max_iters,
         dataset=dataset,
         resolution=resolution,
+        dataset_name=str(dataset_name).lower() if dataset_name else None,
+        dataset_version=r.dataset_version,
     )
 
 

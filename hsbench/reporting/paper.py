@@ -433,6 +433,14 @@ BACKBONE_NAMES = {
 }
 
 
+def normalize_table_id(value: Any) -> str:
+    """``"Table 4"``, ``4``, ``"4"`` -> ``"4"``; ``"s3"``, ``"Table S3"`` -> ``"S3"`` (not checked; see :func:`get_table`)."""
+    text = str(value).strip().upper()
+    if text.startswith("TABLE"):
+        text = text[5:].strip()
+    return text
+
+
 def get_table(table_id: Any) -> PaperTable:
     """The paper table ``table_id`` ("2", "3", "4", "S2", "S3"; "Table 4", "s2" accepted).
 
@@ -440,7 +448,6 @@ def get_table(table_id: Any) -> PaperTable:
         hsbench.errors.ConfigError: unknown table.
     """
     from hsbench.errors import ConfigError
-    from hsbench.store.db import normalize_table_id
 
     key = normalize_table_id(table_id)
     if key not in TABLES:
@@ -466,4 +473,5 @@ __all__ = [
     "TABLE_IDS",
     "BACKBONE_NAMES",
     "get_table",
+    "normalize_table_id",
 ]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -35,6 +35,7 @@ from tabulate import tabulate
 
 from hsbench.errors import ConfigError
 from hsbench.reporting.measured import MeasuredRecord, find_paper_row, measured_records
+from hsbench.reporting.study_report import VariantStats, group_variants
 from hsbench.reporting.paper import FLAG_NOTES, PAPER_GPU, PaperRow, PaperTable, get_table
 from hsbench.store import Store
 
@@ -43,6 +44,8 @@ FORMATS = ("markdown", "latex", "csv", "json")
 
 _FPS_MEASURED = "FPS measured [frames/s]"
 _DFPS = f"Δ FPS [vs {PAPER_GPU}, GPU only]"
+_SEEDS = "n seeds"
+_MIOU_SD = "mIoU sd [pp]"
 
 
 @dataclass
@@ -87,7 +90,7 @@ def _columns(table: PaperTable) -> list[str]:
         cols.append(_DFPS)
     if not any(c.key == "resolution" for c in table.columns):
         cols.append("resolution [WxH]")
-    cols += ["device", "budget", "dataset", "flags", "notes"]
+    cols += [_SEEDS, _MIOU_SD, "device", "budget", "dataset", "flags", "notes"]
     return cols
 
 
@@ -144,12 +147,28 @@ def _measured_value(rec: MeasuredRecord, key: str) -> Any:
     return None
 
 
+def _variant_record(v: VariantStats) -> MeasuredRecord:
+    """The variant's runs as one record: mIoU and FPS are means over its seeds."""
+    return replace(v.first, miou=v.metrics["miou"].mean, fps=v.metrics["fps"].mean)
+
+
+def _cite(v: VariantStats) -> str:
+    runs = sorted(v.records, key=lambda r: r.seed)
+    if len(runs) == 1:
+        return runs[0].cite()
+    return (f"runs {', '.join(str(r.run_id) for r in runs)} "
+            f"(seeds {', '.join(str(r.seed) for r in runs)})")
+
+
 def _measured_row(
-    table: PaperTable, rec: MeasuredRecord, paper: PaperRow | None
+    table: PaperTable, v: VariantStats, paper: PaperRow | None
 ) -> dict[str, Any]:
+    rec = _variant_record(v)
+    n_seeds = v.metrics["miou"].n or len(v.records)
+    miou_sd = v.metrics["miou"].sd
     out: dict[str, Any] = {
         "source": "measured",
-        "cite": rec.cite(),
+        "cite": _cite(v),
         "method": f"{rec.method} [{rec.label}]",
         "backbone": rec.backbone or "-",
     }
@@ -172,6 +191,8 @@ def _measured_row(
                 notes.append(f"FPS on {rec.fps_device or 'unknown device'}, not comparable "
                              f"with the paper's {PAPER_GPU}")
     out[_res_title(table)] = rec.resolution
+    out[_SEEDS] = str(n_seeds)
+    out[_MIOU_SD] = miou_sd
     out["device"] = rec.device
     out["budget"] = rec.budget
     out["dataset"] = rec.dataset
@@ -207,21 +228,21 @@ def build_report(
     """
     table = get_table(table_id)
     records = measured_records(store, table=table.id, study=study) if store is not None else []
-    by_row: dict[int, list[MeasuredRecord]] = {}
-    unmatched: list[tuple[MeasuredRecord, None]] = []
-    for rec in records:
-        row = find_paper_row(table, rec.knobs)
+    by_row: dict[int, list[VariantStats]] = {}
+    unmatched: list[tuple[VariantStats, None]] = []
+    for v in group_variants(records):
+        row = find_paper_row(table, v.first.knobs)
         if row is None:
-            unmatched.append((rec, None))
+            unmatched.append((v, None))
         else:
-            by_row.setdefault(row.row, []).append(rec)
+            by_row.setdefault(row.row, []).append(v)
     rows: list[dict[str, Any]] = []
     for prow in table.rows:
         rows.append(_paper_record(table, prow))
-        for rec in by_row.get(prow.row, []):
-            rows.append(_measured_row(table, rec, prow))
-    for rec, _ in unmatched:
-        rows.append(_measured_row(table, rec, None))
+        for v in by_row.get(prow.row, []):
+            rows.append(_measured_row(table, v, prow))
+    for v, _ in unmatched:
+        rows.append(_measured_row(table, v, None))
     # object dtype: paper numbers keep their printed form (177 stays an int, 38.0 a float).
     frame = pd.DataFrame(rows, columns=_columns(table), dtype=object)
     frame = frame.where(frame.notna(), None)
@@ -250,9 +271,10 @@ def build_report(
     hint = None
     if records:
         notes.append(
-            "Measured rows: latest finished run of each variant and seed; Δ = measured − paper "
-            "(mIoU in percentage points); budget = iterations trained; device = where FPS was "
-            "measured."
+            "Measured rows: one per variant, the mean over its seeds (latest finished run of "
+            "each seed; 'n seeds' and the sample sd of mIoU beside it, sd empty for one seed); "
+            "Δ = measured mean − paper (mIoU in percentage points); budget = iterations "
+            "trained; device = where FPS was measured."
         )
         if unmatched:
             notes.append(f"{len(unmatched)} measured row(s) match no paper row (shown last).")
@@ -262,7 +284,8 @@ def build_report(
         runs = f"`hsbench run {first}`" + (f" (or {', '.join(others)})" if others else "")
         hint = f"No measured rows for Table {table.id} in {where} yet: run {runs}."
         notes.append(hint)
-    return Report(table=table, frame=frame, notes=notes, n_measured=len(records), hint=hint)
+    return Report(table=table, frame=frame, notes=notes, n_measured=sum(len(v) for v in by_row.values()) + len(unmatched),
+                  hint=hint)
 
 
 def _fmt(value: Any, *, delta: bool = False, paper: bool = False) -> str:
@@ -285,7 +308,7 @@ def display_frame(report: Report) -> pd.DataFrame:
     """The report as strings: paper '-' kept, deltas signed, floats rounded to 2 decimals."""
     df = report.frame
     out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
-    paper_only = {"device", "budget", "dataset", "notes", _FPS_MEASURED}
+    paper_only = {"device", "budget", "dataset", "notes", _FPS_MEASURED, _SEEDS, _MIOU_SD}
     for i, row in df.iterrows():
         is_paper = row["source"] == "paper"
         for col in df.columns:

@@ -1,30 +1,73 @@
 """hsbench.store: the results database (SQLAlchemy 2 ORM).
 
 :class:`Store` is the API (open, write a study's runs, read them back);
-:mod:`hsbench.store.schema` the tables and their units. See
-:mod:`hsbench.store.db` for the concurrency and atomicity guarantees.
+:mod:`hsbench.store.schema` the tables and their units;
+:mod:`hsbench.store.engine` which database and how hsbench connects to it
+(SQLite, PostgreSQL, locks, read-only opens); :mod:`hsbench.store.migrations`
+schema revisions and upgrades (``hsbench db current|upgrade``:
+:mod:`hsbench.store.cli`). See :mod:`hsbench.store.db` for atomicity.
+
+The names below are loaded on first use (PEP 562), so that importing
+:mod:`hsbench.store.cli` for the command line loads no SQLAlchemy.
 """
 
-from hsbench.store.db import (
-    BUSY_TIMEOUT_S,
-    DB_ENV_VAR,
-    DEFAULT_DB_URL,
-    MissingDatabaseError,
-    RunDetail,
-    RunSummary,
-    Store,
-    StudyInfo,
-    normalize_resolution,
-    normalize_table_id,
-    resolve_db_url,
-)
-from hsbench.store.schema import RUN_STATUSES, SCHEMA_VERSION
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BUSY_TIMEOUT_S": "hsbench.store.engine",
+    "DB_ENV_VAR": "hsbench.store.engine",
+    "DEFAULT_DB_URL": "hsbench.store.engine",
+    "MissingDatabaseError": "hsbench.store.engine",
+    "OutdatedDatabaseError": "hsbench.store.engine",
+    "resolve_db_url": "hsbench.store.engine",
+    "RUN_STATUSES": "hsbench.store.schema",
+    "SCHEMA_VERSION": "hsbench.store.schema",
+    "RunDetail": "hsbench.store.db",
+    "RunSummary": "hsbench.store.db",
+    "Store": "hsbench.store.db",
+    "StudyInfo": "hsbench.store.db",
+    "normalize_resolution": "hsbench.store.db",
+    "normalize_table_id": "hsbench.store.db",
+}
+
+if TYPE_CHECKING:
+    from hsbench.store.db import (
+        RunDetail,
+        RunSummary,
+        Store,
+        StudyInfo,
+        normalize_resolution,
+        normalize_table_id,
+    )
+    from hsbench.store.engine import (
+        BUSY_TIMEOUT_S,
+        DB_ENV_VAR,
+        DEFAULT_DB_URL,
+        MissingDatabaseError,
+        OutdatedDatabaseError,
+        resolve_db_url,
+    )
+    from hsbench.store.schema import RUN_STATUSES, SCHEMA_VERSION
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hsbench.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "DB_ENV_VAR",
     "DEFAULT_DB_URL",
     "MissingDatabaseError",
+    "OutdatedDatabaseError",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "RunDetail",
@@ -35,3 +78,4 @@ __all__ = [
     "normalize_table_id",
     "resolve_db_url",
 ]
+assert sorted(__all__) == sorted(_EXPORTS)

@@ -4,19 +4,9 @@
 inputs are plain dicts (what ``RunResult.to_dict()``-like objects give), its
 outputs plain dataclasses with ``to_dict()``.
 
-Which database
-    :func:`resolve_db_url` picks, in order: the ``--db URL`` value, the
-    ``HSBENCH_DB`` environment variable, :data:`DEFAULT_DB_URL`
-    (``sqlite:///results/hsbench.db``, relative to the current directory).
-    Any SQLAlchemy URL works; SQLite is what hsbench is tested on.
-
-Concurrency (SQLite)
-    Every connection is put in WAL mode with a busy timeout
-    (:data:`BUSY_TIMEOUT_S`) by a ``connect`` event listener, and every write
-    runs in one transaction opened with ``BEGIN IMMEDIATE`` (the write lock is
-    taken up front, so two writers queue on the busy timeout instead of one
-    failing on a lock upgrade). Two processes writing one file both succeed.
-    Reads use plain deferred transactions and never block a writer in WAL mode.
+Which database, and how hsbench connects to it (SQLite or PostgreSQL, locks,
+read-only opens): :mod:`hsbench.store.engine`. Schema revisions and upgrades:
+:mod:`hsbench.store.migrations`.
 
 Atomicity
     :meth:`Store.finish_run` writes a run's metrics, complexity and speed rows
@@ -45,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -53,15 +42,27 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect, select
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hsbench.errors import StoreError
+from hsbench.reporting.paper import normalize_table_id  # re-exported: hsbench.store.normalize_table_id
+from hsbench.store.engine import (
+    BUSY_TIMEOUT_S,
+    DB_ENV_VAR,
+    DEFAULT_DB_URL,
+    MissingDatabaseError,
+    OutdatedDatabaseError,
+    create_store_engines,
+    error_reason,
+    open_target,
+    resolve_db_url,
+    upgrade_command,
+)
 from hsbench.store.schema import (
     RUN_STATUSES,
-    SCHEMA_VERSION,
     Base,
     ComplexityRow,
     MetricsRow,
@@ -72,26 +73,6 @@ from hsbench.store.schema import (
     StudyVariant,
     VariantRow,
 )
-
-#: Database used when neither ``--db`` nor ``HSBENCH_DB`` is given (relative to the cwd).
-DEFAULT_DB_URL = "sqlite:///results/hsbench.db"
-#: Environment variable that overrides the default database URL.
-DB_ENV_VAR = "HSBENCH_DB"
-#: How long a SQLite writer waits for another writer's lock, seconds.
-BUSY_TIMEOUT_S = 60.0
-
-
-class MissingDatabaseError(StoreError):
-    """A read-only open found no database (no file, or a file without hsbench tables)."""
-
-
-def resolve_db_url(cli_value: str | None = None) -> str:
-    """The database URL to use: ``--db`` value, else ``$HSBENCH_DB``, else the default."""
-    if cli_value:
-        return cli_value
-    env = os.environ.get(DB_ENV_VAR, "").strip()
-    return env or DEFAULT_DB_URL
-
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
@@ -481,62 +462,16 @@ def _row_dict(row: Any, drop: Sequence[str] = ("id", "run_id")) -> dict[str, Any
 # --------------------------------------------------------------------------- the store
 
 
-def _parse_url(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError, TypeError):
-        raise StoreError(
-            f"{url!r} is not a database URL; use e.g. sqlite:///results/hsbench.db"
-        ) from None
-    return parsed
-
-
-def _sqlite_path(url: URL) -> Path | None:
-    """The file of a file-backed SQLite URL, else None (memory or not SQLite)."""
-    if url.get_backend_name() != "sqlite":
-        return None
-    db = url.database
-    if not db or db == ":memory:" or db.startswith("file::memory:"):
-        return None
-    if db.startswith("file:"):
-        db = db[5:].split("?")[0]
-    return Path(db)
-
-
-def _install_sqlite_listeners(engine: Engine) -> None:
-    """WAL + busy timeout on connect; hsbench emits BEGIN itself (IMMEDIATE for writes)."""
-    timeout_ms = int(BUSY_TIMEOUT_S * 1000)
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # sqlite3 must not emit BEGIN itself
-        cur = dbapi_conn.cursor()
-        try:
-            cur.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            cur.execute("PRAGMA foreign_keys = ON")
-            try:
-                cur.execute("PRAGMA journal_mode = WAL")
-                cur.execute("PRAGMA synchronous = NORMAL")
-            except Exception:  # read-only file: keep its journal mode
-                pass
-        finally:
-            cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        mode = conn.get_execution_options().get("hsbench_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-
 class Store:
     """The hsbench results database. Open with :meth:`open`; close with :meth:`close`
     (or use it as a context manager)."""
 
-    def __init__(self, engine: Engine, url: str) -> None:
+    def __init__(self, engine: Engine, write_engine: Engine, url: str) -> None:
+        """Use :meth:`open`. ``engine`` reads; ``write_engine`` (same pool) takes the
+        backend's write lock first (:func:`hsbench.store.engine.create_store_engines`)."""
         self.engine = engine
         self.url = url
-        self._is_sqlite = engine.dialect.name == "sqlite"
-        self._write_engine = engine.execution_options(hsbench_begin="IMMEDIATE")
+        self._write_engine = write_engine
 
     # ---- opening --------------------------------------------------------------------
 
@@ -544,107 +479,91 @@ class Store:
     def open(cls, url: str | None = None, *, create: bool = True) -> "Store":
         """Open (and with ``create=True`` create) the database at ``url``.
 
+        A new database is created at the newest schema revision by running
+        every migration (:mod:`hsbench.store.migrations`). A database at an
+        older revision (e.g. made by hsbench 0.1.0 before a schema change) is
+        refused with the command that upgrades it in place, ``hsbench db
+        upgrade``: opening never changes a schema.
+
         Args:
-            url: a SQLAlchemy URL; None = :func:`resolve_db_url` (``$HSBENCH_DB``
-                or ``sqlite:///results/hsbench.db``). A SQLite file's folder is
+            url: a SQLAlchemy URL (``sqlite:///file.db``,
+                ``postgresql+psycopg://user@host/db``); None =
+                :func:`~hsbench.store.engine.resolve_db_url` (``$HSBENCH_DB`` or
+                ``sqlite:///results/hsbench.db``). A SQLite file's folder is
                 created when ``create`` is true.
-            create: False for read-only commands (report, plot, runs): a missing
-                file or an empty one is an error and nothing is written.
+            create: False for read-only commands (report, plot, runs): the
+                connections cannot write (see :mod:`hsbench.store.engine`), a
+                missing or empty database is an error, and nothing is written,
+                not even a SQLite ``-wal``/``-shm`` file where none exists.
 
         Raises:
-            StoreError: bad URL, unknown driver, missing/empty database when
-                ``create`` is false, a file that is not an hsbench database, or
-                a database of another schema version.
+            MissingDatabaseError: ``create`` is false and there is no database,
+                or one without tables.
+            OutdatedDatabaseError: the database is at an older schema revision;
+                the message gives the ``hsbench db upgrade`` command.
+            StoreError: bad URL, unknown or uninstalled driver, a file or
+                database that is not an hsbench one, or one made by a newer hsbench.
         """
-        url = resolve_db_url(url)
-        parsed = _parse_url(url)
-        shown = parsed.render_as_string(hide_password=True)
-        path = _sqlite_path(parsed)
-        if path is not None:
-            if not create and not path.is_file():
-                raise MissingDatabaseError(
-                    f"no results database at {path}; run a study first "
-                    f"(hsbench run studies/<name>.toml) or pass --db URL"
-                )
-            if not create and path.stat().st_size == 0:
-                # Refused before connecting: switching an empty file to WAL would write to it.
-                raise MissingDatabaseError(
-                    f"{path} is empty (a 0-byte file, not an hsbench results database); run a study first "
-                    f"(hsbench run studies/<name>.toml) or pass --db URL"
-                )
-            if create:
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise StoreError(
-                        f"cannot create the folder of database {path}: {exc.strerror}"
-                    ) from None
+        given = url
+        parsed, shown = open_target(url, create=create)
+        read, write = create_store_engines(parsed, read_only=not create)
+        store = cls(read, write, shown)
         try:
-            kwargs: dict[str, Any] = {}
-            if parsed.get_backend_name() == "sqlite":
-                kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
-            engine = create_engine(parsed, **kwargs)
-        except NoSuchModuleError:
-            raise StoreError(
-                f"unknown database driver in {shown!r}; use e.g. sqlite:///results/hsbench.db"
-            ) from None
-        except (ArgumentError, ImportError, TypeError, ValueError) as exc:
-            raise StoreError(f"cannot use database URL {shown!r}: {exc}") from None
-        if engine.dialect.name == "sqlite":
-            _install_sqlite_listeners(engine)
-        store = cls(engine, shown)
-        try:
-            store._check_schema(create=create)
+            store._check_schema(create=create, upgrade_hint=upgrade_command(given, parsed))
         except StoreError:
-            engine.dispose()
+            read.dispose()
             raise
         except SQLAlchemyError as exc:
-            engine.dispose()
-            raise StoreError(f"cannot open database {shown}: {_reason(exc)}") from None
+            read.dispose()
+            raise StoreError(f"cannot open database {shown}: {error_reason(exc)}") from None
         return store
 
-    def _check_schema(self, *, create: bool) -> None:
-        ours = set(Base.metadata.tables)
+    def _check_schema(self, *, create: bool, upgrade_hint: str) -> None:
+        from hsbench.store import migrations
+
+        head = migrations.head_revision()
         eng = self._write_engine if create else self.engine
         with eng.begin() as conn:
-            tables = set(inspect(conn).get_table_names())
-            if "schema_info" in tables:
-                version = conn.execute(select(SchemaInfo.version)).scalar()
-                if version != SCHEMA_VERSION:
-                    raise StoreError(
-                        f"database {self.url} has hsbench schema version {version}, "
-                        f"this hsbench reads version {SCHEMA_VERSION}; use a new --db file"
+            try:
+                revision = migrations.database_revision(conn)
+            except StoreError as exc:
+                raise StoreError(f"database {self.url}: {exc}") from None
+            if revision is None:
+                if not create:
+                    raise MissingDatabaseError(
+                        f"database {self.url} is empty (no hsbench tables); run a study first "
+                        f"(hsbench run studies/<name>.toml)"
                     )
-                insp = inspect(conn)
-                for name in sorted(ours & tables):
-                    have = {c["name"] for c in insp.get_columns(name)}
-                    missing = sorted(set(Base.metadata.tables[name].columns.keys()) - have)
-                    if missing:
-                        raise StoreError(
-                            f"database {self.url} says schema version {version} but its table "
-                            f"{name} lacks column(s) {', '.join(missing)}; use a new --db file"
-                        )
-                if create and not ours <= tables:
-                    Base.metadata.create_all(conn)
+                migrations.upgrade(conn)  # a new database: every migration, to the head
                 return
-            if tables:
-                raise StoreError(
-                    f"database {self.url} is not an hsbench results database "
-                    f"(it has tables {', '.join(sorted(tables)[:5])} but no schema_info)"
+            if revision == head:
+                self._check_columns(conn, revision)
+                return
+            if revision in migrations.known_revisions():
+                raise OutdatedDatabaseError(
+                    f"database {self.url} is at schema revision {revision}, this hsbench "
+                    f"reads revision {head}; upgrade it in place (every row is kept) with: "
+                    f"{upgrade_hint}"
                 )
-            if not create:
-                raise MissingDatabaseError(
-                    f"database {self.url} is empty (no hsbench tables); run a study first "
-                    f"(hsbench run studies/<name>.toml)"
-                )
-            Base.metadata.create_all(conn)
-            from hsbench import __version__
+            raise StoreError(f"database {self.url}: {migrations.newer_database_error(revision)}")
 
-            conn.execute(
-                SchemaInfo.__table__.insert().values(
-                    id=1, version=SCHEMA_VERSION, created_at=_now(), hsbench_version=__version__
+    def _check_columns(self, conn: Connection, revision: str) -> None:
+        """Every ORM column is in the database (a hand-edited one is refused, not half-read)."""
+        insp = inspect(conn)
+        tables = set(insp.get_table_names())
+        for name, table in sorted(Base.metadata.tables.items()):
+            if name not in tables:
+                raise StoreError(
+                    f"database {self.url} says schema revision {revision} but lacks table "
+                    f"{name}; use a new --db file"
                 )
-            )
+            have = {c["name"] for c in insp.get_columns(name)}
+            missing = sorted(set(table.columns.keys()) - have)
+            if missing:
+                raise StoreError(
+                    f"database {self.url} says schema revision {revision} but its table "
+                    f"{name} lacks column(s) {', '.join(missing)}; use a new --db file"
+                )
 
     def close(self) -> None:
         """Release the connections."""
@@ -666,12 +585,13 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        """One write transaction (BEGIN IMMEDIATE on SQLite); errors -> StoreError."""
+        """One write transaction, holding the backend's write lock from its start
+        (SQLite ``BEGIN IMMEDIATE``, PostgreSQL advisory lock); errors -> StoreError."""
         try:
             with Session(self._write_engine, expire_on_commit=False) as s, s.begin():
                 yield s
         except SQLAlchemyError as exc:
-            raise StoreError(f"database write to {self.url} failed: {_reason(exc)}") from None
+            raise StoreError(f"database write to {self.url} failed: {error_reason(exc)}") from None
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -679,7 +599,7 @@ class Store:
             with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 yield s
         except SQLAlchemyError as exc:
-            raise StoreError(f"database read from {self.url} failed: {_reason(exc)}") from None
+            raise StoreError(f"database read from {self.url} failed: {error_reason(exc)}") from None
 
     # ---- studies and variants -------------------------------------------------------
 
@@ -1087,18 +1007,6 @@ class Store:
         )
 
 
-def normalize_table_id(value: Any) -> str:
-    """``"Table 4"``, ``4``, ``"4"`` -> ``"4"``; ``"s3"``, ``"Table S3"`` -> ``"S3"``."""
-    text = str(value).strip().upper()
-    if text.startswith("TABLE"):
-        text = text[5:].strip()
-    return text
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 __all__ = [
@@ -1106,6 +1014,7 @@ __all__ = [
     "DB_ENV_VAR",
     "BUSY_TIMEOUT_S",
     "MissingDatabaseError",
+    "OutdatedDatabaseError",
     "Store",
     "StudyInfo",
     "RunSummary",

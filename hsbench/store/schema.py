@@ -19,8 +19,11 @@ Units, fixed for every backend:
 * ``resolution`` columns: text ``"<width>x<height>"`` in pixels.
 * timestamps: UTC.
 
-Bump :data:`SCHEMA_VERSION` with every change to these tables; a database of
-another version is refused on open (:class:`hsbench.errors.StoreError`).
+Every change to these tables is a new Alembic revision in
+:mod:`hsbench.store.migrations` (its docstring says how), and
+:data:`SCHEMA_VERSION` becomes that revision's number: a database at an older
+revision is refused on open with the ``hsbench db upgrade`` command that
+upgrades it in place.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-#: Version of the tables below; stored in ``schema_info`` and checked on open.
+#: Number of the newest migration (:func:`hsbench.store.migrations.head_revision`);
+#: also written to ``schema_info.version``, which hsbench 0.1.0 checks on open.
 SCHEMA_VERSION = 1
 
 #: Allowed values of ``runs.status``.
