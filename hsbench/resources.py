@@ -192,7 +192,8 @@ def resolve(cfg: LaunchConfig, part: Any, *, device: str) -> Resources:
     else:
         gpus = 0 if cpu_run else 1
     if cpu_run and gpus > 0:
-        raise ConfigError(f"launch.gpus_per_node = {gpus} with --device cpu; drop gpus_per_node or run on cuda")
+        raise ConfigError(f"gpus_per_node {gpus} asked for with --device cpu; drop gpus_per_node (--gpus-per-node) "
+                          "or run on cuda")
     tasks = cfg.tasks_per_node if cfg.tasks_per_node is not None else max(1, gpus)
     if gpus > 1 and tasks != gpus:
         raise ConfigError(f"tasks_per_node = {tasks} with gpus_per_node = {gpus}: a multi-GPU job runs one task "
