@@ -80,9 +80,13 @@ class NodeHardware:
         """Parse ``slurmd -C``; fall back to ``os.cpu_count`` and ``/proc/meminfo``."""
         out = subprocess.run(["slurmd", "-C"], check=False, capture_output=True, text=True, timeout=30).stdout
         kv = dict(re.findall(r"(\w+)=(\S+)", out))
-        name = socket.gethostname().split(".")[0]
+        name = kv.get("NodeName") or socket.gethostname().split(".")[0]
+        try:  # DDP tasks reach rank 0 by the node's name: use one that resolves
+            socket.gethostbyname(name)
+        except OSError:
+            name = "localhost"
         try:
-            return cls(kv.get("NodeName", name), int(kv["CPUs"]), int(kv["SocketsPerBoard"]),
+            return cls(name, int(kv["CPUs"]), int(kv["SocketsPerBoard"]),
                        int(kv["CoresPerSocket"]), int(kv["ThreadsPerCore"]), int(kv["RealMemory"]))
         except (KeyError, ValueError):
             cpus = os.cpu_count() or 1
@@ -226,7 +230,7 @@ PartitionName={self.partition} Nodes={n.name} Default=YES MaxTime=INFINITE State
 
         self.write_conf()
         self._spawn("slurmctld", [shutil.which("slurmctld"), "-D", "-i", "-f", str(self.conf)])
-        self._spawn("slurmd", [shutil.which("slurmd"), "-D", "-f", str(self.conf)])
+        self._spawn("slurmd", [shutil.which("slurmd"), "-D", "-N", self.node.name, "-f", str(self.conf)])
         while True:
             for name in self.procs:
                 self._alive(name)
