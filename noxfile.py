@@ -1,4 +1,5 @@
-"""Sessions: ``nox -s tests`` (install and run the test suite), ``nox -s demo`` (quickstart study).
+"""Sessions: ``nox -s lint`` (ruff), ``nox -s tests`` (install and run the test suite),
+``nox -s demo`` (quickstart study). CI (``.ci/run``) runs lint, then tests.
 
 Both install torch 2.14.1 / torchvision 0.29.1 first: pip takes them from the
 machine's local wheel cache when it has one (see README.md), and hsbench itself
@@ -21,10 +22,22 @@ def _install(session: nox.Session, extras: str) -> None:
 
 
 @nox.session
+def lint(session: nox.Session) -> None:
+    """ruff on the whole tree (rules in pyproject.toml: correctness, not style); seconds."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".", *session.posargs)
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
-    """Install hsbench with its test extras and run pytest (CPU, about 10 minutes on 2 cores)."""
+    """Install hsbench with its test extras and run pytest on every core (pytest-xdist).
+
+    About 2.5 minutes on 2 idle cores; the slow full-template tests (``-m slow``)
+    run too. ``nox -s tests -- tests/test_studies.py`` runs one file.
+    """
     _install(session, "dev,weights,launch,postgres")
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+    args = session.posargs or ["-n", "auto", "--durations=15"]
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *args)
 
 
 @nox.session

@@ -7,7 +7,7 @@ Registration (how a command joins the CLI)
     :mod:`hsbench.errors` (or other torch-free hsbench modules) at module
     level; every command *body* imports its implementation (torch, timm,
     pandas, seaborn, SQLAlchemy, ...) when it runs. So ``hsbench --help``
-    and ``import hsbench.cli`` load none of them (tests/test_cli_startup.py
+    and ``import hsbench.cli`` load none of them (tests/test_cli_boundary.py
     asserts it on ``sys.modules``; benchmarks/bench_cli_startup.py times it).
 
 Error boundary (:func:`main`)

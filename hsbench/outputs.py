@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hsbench.errors import ConfigError
+from hsbench.errors import ConfigError, HsbenchError
 
 #: Files SQLite keeps beside a database file ``X``: ``X``, ``X-wal``, ``X-shm``, ``X-journal``.
 SQLITE_SIDE_SUFFIXES = ("", "-wal", "-shm", "-journal")
@@ -36,22 +36,12 @@ def sqlite_file(db_url: str | None) -> Path | None:
         db_url: a SQLAlchemy URL; None = ``$HSBENCH_DB`` or the default
             ``sqlite:///results/hsbench.db`` (:func:`hsbench.store.resolve_db_url`).
     """
-    from sqlalchemy.engine import make_url
-
-    from hsbench.store.db import resolve_db_url
+    from hsbench.store.engine import parse_db_url, resolve_db_url, sqlite_path
 
     try:
-        url = make_url(resolve_db_url(db_url))
-    except Exception:  # noqa: BLE001 - Store.open reports a bad URL in its own words
+        return sqlite_path(parse_db_url(resolve_db_url(db_url)))
+    except HsbenchError:  # Store.open reports a bad URL in its own words
         return None
-    if url.get_backend_name() != "sqlite":
-        return None
-    db = url.database or ""
-    if not db or db == ":memory:" or db.startswith("file::memory:"):
-        return None
-    if db.startswith("file:"):
-        db = db[5:].split("?")[0]
-    return Path(db)
 
 
 def database_files(db_url: str | None) -> tuple[Path, ...]:

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from hsbench.errors import ConfigError, HsbenchError, StoreError
+from hsbench.values import INT64_MAX
 
 #: File a worker writes its results to, in the run folder.
 RECORD_NAME = "record.json"
@@ -94,9 +95,9 @@ def check_max_iters(max_iters: Optional[int]) -> Optional[int]:
     """Validate ``--max-iters`` (a positive number of training iterations, or None)."""
     if max_iters is None:
         return None
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
+    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or not 1 <= max_iters <= INT64_MAX:
         raise ConfigError(
-            f"--max-iters must be a positive number of training iterations, got {max_iters!r}"
+            f"--max-iters must be a positive number of training iterations (at most {INT64_MAX}), got {max_iters!r}"
         )
     return max_iters
 
@@ -120,6 +121,9 @@ def check_db_url(db_url: str) -> str:
     """
     from sqlalchemy.engine import make_url
 
+    from hsbench.store.engine import parse_db_url
+
+    parse_db_url(db_url)  # refuses a '?' in a SQLite file name, which would open another file
     try:
         url = make_url(db_url)
     except Exception:  # noqa: BLE001 - ArgumentError, ValueError, ...
@@ -551,6 +555,7 @@ def run_study(
         KeyboardInterrupt: after marking the current run(s) interrupted.
     """
     from hsbench.store import Store, resolve_db_url
+    from hsbench.studies import check_name_reuse
 
     # ---- everything that can be wrong is checked before the database is touched
     max_iters = check_max_iters(max_iters)
@@ -574,6 +579,8 @@ def run_study(
             stored = store.get_study(study.name)
         except StoreError:
             stored = None
+        if stored is not None:  # a second file reusing a stored study's name: refused without --force
+            check_name_reuse(study, stored.spec_toml, stored.spec_path, force=force)
         unchanged = (
             stored is not None and stored.spec_toml == study.text and stored.description == study.description
             and stored.paper_table == study.table and stored.n_variants == len(study.variants)

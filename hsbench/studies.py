@@ -79,6 +79,7 @@ from hsbench.config import SECTIONS, MeasureConfig, Variant
 from hsbench.data.config import DataConfig
 from hsbench.engine.config import EvalConfig, TrainConfig, _table1_key
 from hsbench.errors import ConfigError, DataError
+from hsbench.values import INT64_MAX, check_float, check_int
 from hsbench.measure.config import SpeedConfig
 from hsbench.models.config import ModelConfig
 from hsbench.resources import LaunchConfig
@@ -91,6 +92,13 @@ TOP_KEYS = ("study", "base", "axes", "variants", "seeds", "launch")
 STUDY_KEYS = ("name", "description", "table", "seeds", "baseline")
 #: Smallest input side the model accepts, pixels (HyperSeg.MIN_SIZE).
 MIN_SIDE = 64
+#: Most variants (rows x axis product) and most runs (variants x seeds) one study may make;
+#: counted before any variant is built (README, "Study files").
+MAX_VARIANTS = 10_000
+#: Deepest nesting of lists in one setting (a resolution list is depth 1, a list of them depth 2).
+MAX_NESTING = 8
+#: Largest seed: torch.manual_seed takes a 64-bit unsigned seed; hsbench stores it in a signed column.
+SEED_MAX = INT64_MAX
 #: Fields that accept a ``"WxH"`` string as well as ``[W, H]``.
 WH_FIELDS = {("data", "eval_resolution"), ("speed", "resolution")}
 
@@ -439,6 +447,7 @@ class _Parser:
                 value = list(parse_resolution(value))
             except ConfigError as exc:
                 raise self.error(str(exc), path) from None
+        self.check_numbers(value, path, f"{s.section}.{s.field}")
         if not _matches(value, hint):
             raise self.error(
                 f"{s.section}.{s.field} must be {_describe(hint)}, got {_type_name(value)} "
@@ -447,11 +456,41 @@ class _Parser:
             )
         return value
 
+    def check_numbers(self, value: Any, path: Path_, what: str, depth: int = 0) -> None:
+        """Every int of ``value`` fits a 64-bit column, every float is finite, lists nest at most
+        :data:`MAX_NESTING` deep: the one range check of a study's numbers, before anything is written."""
+        if depth > MAX_NESTING:
+            raise self.error(f"{what} nests lists more than {MAX_NESTING} deep; a setting is a number, "
+                             "a string or a short list", path)
+        if isinstance(value, bool):
+            return
+        if isinstance(value, (int, float)):
+            try:
+                if isinstance(value, int):
+                    check_int(value, what)
+                else:
+                    check_float(value, what)
+            except ConfigError as exc:
+                fix = (" (nan and inf are not allowed; write a finite number)" if isinstance(value, float)
+                       else "")
+                raise self.error(f"{exc}{fix}", path) from None
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self.check_numbers(v, path, what, depth + 1)
+        elif isinstance(value, dict):
+            for v in value.values():
+                self.check_numbers(v, path, what, depth + 1)
+
     # ---- top level -----------------------------------------------------------------
 
     def parse(self) -> Study:
         try:
-            doc = tomllib.loads(self.text)
+            doc = tomllib.loads(self.text.removeprefix("\ufeff"))  # a UTF-8 BOM is not TOML, but harmless
+        except RecursionError:
+            raise StudyError(
+                self.file, f"lists or tables are nested too deep to read; a setting nests at most {MAX_NESTING} "
+                "levels (e.g. axes = [[480, 360], [960, 720]])"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             msg = str(exc)
             m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
@@ -480,6 +519,7 @@ class _Parser:
                         s.source,
                     )
 
+        self._check_count(rows, axes, seeds)
         variants: list[Variant] = []
         for row_name, row_settings in rows:
             for combo in itertools.product(*[[(a, i) for i in range(len(a.value))] for a in axes]):
@@ -569,9 +609,11 @@ class _Parser:
         if not isinstance(raw, list) or not raw:
             raise self.error(f"seeds must be a non-empty list of integers, got {_toml_value(raw)}", seeds_path)
         for s in raw:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX:
+                shown = _toml_value(s) if len(str(s)) <= 30 else f"an integer of {len(str(s))} digits"
                 raise self.error(
-                    f"seeds must be non-negative integers, got {_toml_value(s)} in {_toml_value(raw)}", seeds_path
+                    f"seeds must be non-negative integers of at most {SEED_MAX} (torch's seed range), "
+                    f"got {shown}", seeds_path
                 )
         if len(set(raw)) != len(raw):
             raise self.error(f"seeds has duplicates: {_toml_value(raw)}", seeds_path)
@@ -642,6 +684,26 @@ class _Parser:
             out.append((vname, settings))
         return out
 
+    def _check_count(self, rows: list, axes: list[_Setting], seeds: tuple[int, ...]) -> None:
+        """Refuse more than :data:`MAX_VARIANTS` variants (or runs), counted before any is built."""
+        count = len(rows)
+        for a in axes:
+            count *= len(a.value)
+        sizes = " x ".join(f"{a.section}.{a.field} ({len(a.value)})" for a in axes)
+        shape = (f"{len(rows)} row(s) x {sizes}" if sizes else f"{len(rows)} row(s)")
+        if count > MAX_VARIANTS:
+            raise self.error(
+                f"the study makes {count:,} variants ({shape}), more than the limit of {MAX_VARIANTS:,}; "
+                "split it into several studies or use fewer axis values",
+                ("axes",) if axes else ("variants",),
+            )
+        if count * len(seeds) > MAX_VARIANTS:
+            raise self.error(
+                f"the study makes {count:,} variants x {len(seeds)} seeds = {count * len(seeds):,} runs, more "
+                f"than the limit of {MAX_VARIANTS:,}; use fewer seeds or split the study",
+                ("seeds",),
+            )
+
     def _no_twice(self, settings: list[_Setting]) -> None:
         seen: dict[tuple[str, str], _Setting] = {}
         for s in settings:
@@ -684,10 +746,17 @@ class _Parser:
 
         # model: the dataset's class count unless the study says otherwise
         m = dict(sections["model"])
-        if m.get("num_classes") is None:
-            from hsbench.data.info import CLASS_NAMES
+        from hsbench.data.info import CLASS_NAMES
 
-            m["num_classes"] = len(CLASS_NAMES[data.dataset])
+        n_classes = len(CLASS_NAMES[data.dataset])
+        if m.get("num_classes") is None:
+            m["num_classes"] = n_classes
+        elif m["num_classes"] != n_classes:
+            raise self.error(
+                f"model.num_classes = {m['num_classes']} but {data.dataset} has {n_classes} classes; "
+                f"leave num_classes out (it defaults to the dataset's) or set {n_classes} (variant {vname!r})",
+                sources["model.num_classes"],
+            )
         try:
             from hsbench.models.hyperseg import resolve
 
@@ -743,6 +812,12 @@ class _Parser:
             raise fail("measure", exc) from None
 
         self._check_sizes(vname, model, data, speed, sources)
+        if data.dataset == "synthetic" and train.batch_size > data.synthetic_length:
+            raise self.error(
+                f"train.batch_size = {train.batch_size} is larger than the {data.synthetic_length} images of the "
+                f"synthetic training split; lower batch_size or raise data.synthetic_length (variant {vname!r})",
+                sources.get("train.batch_size", sources.get("data.synthetic_length", ("base",))),
+            )
         return Variant(
             name=vname, model=model, data=data, train=train, eval=ev, speed=speed, measure=measure,
             seeds=seeds, sources={k: format_path(v) for k, v in sources.items()},
@@ -797,6 +872,7 @@ class _Parser:
         from hsbench.data import build_dataset
 
         seen: set[tuple[str, str, str, str]] = set()
+        sizes: dict[tuple[str, str, str, str], int] = {}
         for v in variants:
             d = v.data
             if d.dataset == "synthetic":
@@ -808,11 +884,19 @@ class _Parser:
                     continue
                 seen.add(key)
                 try:
-                    build_dataset(d, split, train=False)
+                    sizes[key] = len(build_dataset(d, split, train=False))
                 except DataError as exc:
                     src = v.sources.get("data.dataset")
                     path = _parse_source(src) if src else ("base", "data")
                     raise self.error(f"{exc} (pass --data-root DIR or set data.root)", path) from None
+            n_train = sizes[(d.dataset, str(d.data_root), d.camvid_layout, d.train_split)]
+            if v.train.batch_size > n_train:
+                src = v.sources.get("train.batch_size")
+                raise self.error(
+                    f"train.batch_size = {v.train.batch_size} is larger than the {n_train} images of the "
+                    f"{d.dataset} {d.train_split!r} split; lower batch_size (variant {v.name!r})",
+                    _parse_source(src) if src else ("base", "train"),
+                )
 
 
 def _parse_source(text: str) -> Path_:
@@ -851,6 +935,10 @@ def load_study(path: str | Path, *, data_root: str | None = None, check_data: bo
     """
     p = Path(path)
     shown = str(path)
+    if p.is_dir():
+        names = sorted(x.name for x in p.glob("*.toml"))
+        listing = f"; it holds {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}" if names else ""
+        raise StudyError(shown, f"is a folder, not a study file; give one .toml file{listing}")
     if not p.is_file():
         hint = ""
         if p.parent.is_dir():
@@ -860,14 +948,46 @@ def load_study(path: str | Path, *, data_root: str | None = None, check_data: bo
                 hint = f"; did you mean {str(p.parent / close[0])!r}?"
         raise StudyError(shown, f"no such study file{hint or '; the studies/ folder lists the shipped ones'}")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM some editors write is dropped
     except (OSError, UnicodeDecodeError) as exc:
         raise StudyError(shown, f"cannot read the study file: {getattr(exc, 'strerror', None) or exc}") from None
     return parse_study(text, file=shown, data_root=data_root, check_data=check_data)
 
 
+def check_name_reuse(study: Study, stored_text: str | None, stored_path: str | None, *, force: bool) -> None:
+    """Refuse a study file that reuses the name of a stored study read from another file.
+
+    ``hsbench run`` stores a study's text under its ``[study] name``. Editing
+    that file and running it again updates the text (the same study, grown);
+    a *different* file with the same name and other text would silently
+    replace it, so it is refused unless ``force``.
+
+    Args:
+        study: the study about to be stored.
+        stored_text, stored_path: the stored study's text and file (None: nothing stored).
+        force: ``hsbench run --force``: replace anyway.
+
+    Raises:
+        StudyError: naming both files and the two ways out (rename, or --force).
+    """
+    if force or stored_text is None or stored_text == study.text:
+        return
+    if stored_path and Path(stored_path).resolve() == Path(study.path).resolve():
+        return
+    raise StudyError(
+        study.path,
+        f"the database already holds a study named {study.name!r}, read from "
+        f"{repr(stored_path) if stored_path else 'another file'} with other text; "
+        f"give this study another name, or pass --force to replace the stored text (its runs stay)",
+        "study.name",
+        KeyLines(study.text).find(("study", "name")),
+    )
+
+
 __all__ = [
     "KeyLines",
+    "MAX_VARIANTS",
+    "check_name_reuse",
     "PAPER_TABLES",
     "Study",
     "StudyError",

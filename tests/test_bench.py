@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from hsbench.errors import ConfigError
 from hsbench.measure import cli as measure_cli
+from hsbench.models.templates import get_template
 from hsbench.measure.bench import (
     BENCH_TEMPLATES,
     LayerShape,
@@ -63,6 +64,17 @@ class FixedClock:
         return self.t
 
 
+def test_template_layers_are_the_models_own_convolutions():
+    """The bench times exactly the DPWConvs build_model makes (no copied layer table)."""
+    from hsbench.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(template="camvid-s"))
+    want = [(f"m_{lv}", s.c_in, s.c_out, s.kernel, s.groups)
+            for lv, b in zip(model.levels, model.blocks) if lv <= 3 for s in b.specs]
+    got = [(s.level, s.c_in, s.c_out, s.kernel, s.groups) for s in template_layers("camvid-s")]
+    assert got == want
+
+
 def test_template_layers_match_table_s1():
     cam = {(s.level, s.conv): s for s in template_layers("camvid-s")}
     assert set(cam) == {("m_3", "pw1"), ("m_2", "pw1"), ("m_2", "dw"), ("m_2", "pw2"),
@@ -73,7 +85,9 @@ def test_template_layers_match_table_s1():
     assert (dw.c_in, dw.c_out, dw.kernel, dw.groups) == (48, 48, 3, 48)
     assert (cam[("m_2", "pw2")].c_in, cam[("m_2", "pw2")].c_out) == (48, 16)
     assert (cam[("m_1", "pw1")].c_in, cam[("m_1", "pw1")].c_out, cam[("m_1", "pw1")].width) == (22, 44, 384)
-    assert (cam[("m_1", "pw2")].c_out, cam[("m_3", "pw1")].c_in, cam[("m_3", "pw1")].width) == (12, 44, 96)
+    # the finest level predicts the dataset's classes: 11 for CamVid (Table S1 prints the release's 12)
+    n_camvid = get_template("camvid-s").num_classes
+    assert (cam[("m_1", "pw2")].c_out, cam[("m_3", "pw1")].c_in, cam[("m_3", "pw1")].width) == (n_camvid, 44, 96)
     city = {(s.level, s.conv): s for s in template_layers("cityscapes-m")}
     assert (city[("m_1", "pw1")].c_in, city[("m_1", "pw1")].c_out, city[("m_1", "pw2")].c_out) == (34, 68, 19)
     assert (city[("m_2", "dw")].width, city[("m_2", "dw")].height, city[("m_2", "dw")].grid) == (256, 128, (32, 16))

@@ -36,7 +36,7 @@ def test_unknown_key_with_did_you_mean(cli_env, refused):
     cwd, db = cli_env.cwd, cli_env.db
     f = write(cwd, GOOD.replace('template = "camvid-s"', 'template = "camvid-s"\ngrid_sise = 4'))
     refused(["run", f, "--db", db], "s.toml:7", "base.model.grid_sise",
-          "did you mean 'grid_size'")
+            "did you mean 'grid_size'")
 
 
 def test_wrong_type(cli_env, refused):
@@ -56,7 +56,7 @@ def test_missing_data_root(cli_env, refused):
     f = write(cwd, GOOD.replace('dataset = "synthetic"\nsynthetic_size = [64, 64]\nsynthetic_length = 4',
                                 'dataset = "camvid"\neval_resolution = [480, 360]'))
     refused(["run", f, "--db", db, "--data-root", str(cwd / "no-such-root")],
-          "camvid", "--data-root")
+            "camvid", "--data-root")
 
 
 def test_bad_grid_size(cli_env, refused):
@@ -141,13 +141,13 @@ def test_max_iters_not_a_number(cli_env, refused):
 
 
 def test_bad_database_url(cli_env, refused):
-    cwd, db = cli_env.cwd, cli_env.db
+    cwd = cli_env.cwd
     f = write(cwd, GOOD)
     refused(["run", f, "--db", "this is not a url"], "not a database URL")
 
 
 def test_unknown_database_driver(cli_env, refused):
-    cwd, db = cli_env.cwd, cli_env.db
+    cwd = cli_env.cwd
     f = write(cwd, GOOD)
     refused(["run", f, "--db", "nosuchdb://user@host/x"], "nosuchdb")
 
@@ -156,7 +156,7 @@ def test_unwritable_runs_dir(cli_env, refused):
     cwd, db = cli_env.cwd, cli_env.db
     f = write(cwd, GOOD)
     refused(["run", f, "--db", db, "--runs-dir", "/proc/hsbench-runs"],
-          "cannot write the runs folder")
+            "cannot write the runs folder")
 
 
 def test_unknown_device(cli_env, refused):
@@ -193,21 +193,35 @@ def test_report_on_empty_database(cli_env, refused):
     assert empty.read_bytes() == before  # nothing written into the empty file
 
 
-def test_report_without_database(cli_env, refused):
+def test_report_without_database_and_a_study_filter(cli_env, refused):
     cwd = cli_env.cwd
-    refused(["report", "--table", "4"], "no results database")
+    refused(["report", "--table", "4", "--study", "camvid"], "no results database")
     assert not (cwd / "results").exists()
 
 
+def test_first_report_before_any_database_prints_the_paper_rows(cli_env, capsys):
+    """A newcomer's first `hsbench report --table S3`: paper rows, the study to run, no file made."""
+    from hsbench.cli import main
+    from hsbench.reporting.paper import get_table
+
+    assert main(["report", "--table", "S3"]) == 0
+    out = capsys.readouterr().out
+    table = get_table("S3")
+    assert table.rows and all(f"Table S3, row {r.row} " in out for r in table.rows)
+    assert "No results database at results/hsbench.db" in out
+    assert f"hsbench run {table.studies[0]}" in out
+    assert list(cli_env.cwd.iterdir()) == []
+
+
 def test_report_unknown_table(cli_env, refused):
-    cwd, db = cli_env.cwd, cli_env.db
+    db = cli_env.db
     refused(["report", "--table", "9", "--db", db], "unknown table '9'")
 
 
 def test_report_unwritable_output(cli_env, refused):
-    cwd, db = cli_env.cwd, cli_env.db
+    db = cli_env.db
     refused(["report", "--table", "4", "--db", db, "--out", "/proc/hsbench/report.md"],
-          "/proc/hsbench/report.md")
+            "/proc/hsbench/report.md")
 
 
 def test_plot_bad_output_suffix(cli_env, refused):
@@ -216,5 +230,5 @@ def test_plot_bad_output_suffix(cli_env, refused):
 
 
 def test_runs_show_unknown_id(cli_env, refused):
-    cwd, db = cli_env.cwd, cli_env.db
+    db = cli_env.db
     refused(["runs", "show", "999", "--db", db], "no run with id 999")

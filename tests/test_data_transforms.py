@@ -7,7 +7,6 @@ pixel's label. Labels must only ever hold valid ids or 255.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

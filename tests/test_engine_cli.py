@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 import typer
 from torch import nn
@@ -10,7 +9,6 @@ from typer.testing import CliRunner
 
 from hsbench.engine import cli
 from hsbench.engine import run as run_mod
-from hsbench.errors import ConfigError
 
 torch.set_num_threads(1)
 

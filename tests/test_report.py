@@ -328,7 +328,7 @@ def test_cli_report_and_runs(db, tmp_path):
     (["report", "--table", "4", "--format", "xml"], ConfigError, "unknown format"),
     (["report", "--table", "4", "--study", "nope"], StoreError, "no study named 'nope'"),
     (["runs", "show", "999"], StoreError, "no run with id 999"),
-    (["runs", "show", "abc"], ConfigError, "run id must be a number"),
+    (["runs", "show", "abc"], ConfigError, "run id must be a whole number"),
     (["runs", "list", "--study", "nope"], StoreError, "no study named"),
     (["report", "-t", "4", "--out", "/dev/null/x/t.md"], ConfigError, "cannot write"),
 ])
@@ -341,10 +341,14 @@ def test_cli_user_errors(db, args, exc, msg):
 
 def test_cli_missing_or_bad_database_is_an_error_and_creates_nothing(tmp_path):
     missing = tmp_path / "nope" / "hs.db"
-    r = _invoke("report", "--table", "4", "--db", f"sqlite:///{missing}")
+    r = _invoke("report", "--table", "4", "--db", f"sqlite:///{missing}", "--study", "camvid")
     assert isinstance(r.exception, StoreError)
     assert "no results database" in str(r.exception)
     assert "studies/camvid.toml" in str(r.exception)
+    assert not missing.parent.exists()
+    # without --study: the paper's rows and the study to run, still no file
+    r = _invoke("report", "--table", "4", "--db", f"sqlite:///{missing}")
+    assert r.exception is None and "Table 4, row 17" in r.output and "hsbench run studies/camvid.toml" in r.output
     assert not missing.parent.exists()
     r = _invoke("runs", "list", "--db", "definitely not a url")
     assert isinstance(r.exception, StoreError) and "not a database URL" in str(r.exception)
@@ -359,7 +363,7 @@ def test_main_prints_one_line_errors_and_exits_2(db, tmp_path, capsys):
     assert main(["report", "--table", "4", "--db", url]) == 0
     assert "Table 4, row 17" in capsys.readouterr().out
     for args in (["report", "--table", "7", "--db", url],
-                 ["report", "--table", "4", "--db", f"sqlite:///{tmp_path / 'none.db'}"],
+                 ["report", "--table", "4", "--study", "x", "--db", f"sqlite:///{tmp_path / 'none.db'}"],
                  ["runs", "show", "999", "--db", url],
                  ["plot", "fps-vs-miou", "--out", str(tmp_path / "x.gif"), "--db", url]):
         assert main(args) == 2

@@ -235,8 +235,8 @@ class DataConfig:
         set_("color_jitter", jitter)
         for key in ("mean", "std"):
             value = tuple(float(v) for v in getattr(self, key))
-            if len(value) != 3 or (key == "std" and min(value) <= 0):
-                raise ConfigError(f"data option {key} must be 3 numbers (std > 0), got {getattr(self, key)!r}")
+            if len(value) != 3 or not all(math.isfinite(v) for v in value) or (key == "std" and min(value) <= 0):
+                raise ConfigError(f"data option {key} must be 3 finite numbers (std > 0), got {getattr(self, key)!r}")
             set_(key, value)
         if self.camvid_layout not in CAMVID_LAYOUTS:
             raise ConfigError(

@@ -14,12 +14,13 @@ On several GPUs of one machine (DDP; ``--batch-size`` is the global batch)::
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from hsbench.errors import ConfigError
-from hsbench.values import parse_resolution
+from hsbench.values import check_float, check_int, parse_resolution
 
 
 
@@ -52,6 +53,12 @@ def train_command(
     from hsbench.engine.run import run_variant
     from hsbench.models.config import ModelConfig
 
+    for value, what, low in ((iterations, "--iterations", 1), (batch_size, "--batch-size", 1), (seed, "--seed", 0),
+                             (checkpoint_every, "--checkpoint-every", 0), (workers, "--workers", 0)):
+        if value is not None:
+            check_int(value, what, minimum=low)
+    if lr0 is not None and not check_float(lr0, "--lr0") > 0:
+        raise ConfigError(f"--lr0 must be a positive number, got {lr0}")
     model_cfg = ModelConfig(template=template, backbone=backbone, pretrained=pretrained)
     data_kw: dict = {"dataset": dataset, "root": data_root}
     if train_split:
@@ -69,6 +76,7 @@ def train_command(
     train_cfg = TrainConfig.preset(
         preset, seed=seed, checkpoint_every=checkpoint_every, num_workers=workers, amp=amp, **overrides
     )
+    check_run_dir(run_dir)  # last: every other check has passed before the folder is made
     result = run_variant(model_cfg, data_cfg, train_cfg, EvalConfig(hflip=hflip_tta), run_dir=run_dir, device=device)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -90,9 +98,31 @@ def train_command(
     typer.echo(f"result: {run_dir}/result.json  checkpoint: {result.checkpoint_path}")
 
 
+def check_run_dir(run_dir: str) -> Path:
+    """``run_dir`` as a Path once it is (or can be made) a folder hsbench can write in.
+
+    Raises:
+        ConfigError: it is an existing file, or the folder cannot be created or written.
+    """
+    import tempfile
+
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--run-dir {run_dir!r} is an existing file; give a folder (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write in --run-dir {run_dir!r}: {exc.strerror or exc}; give a writable folder"
+        ) from None
+    return path
+
+
 def register(app: typer.Typer) -> None:
     """Add ``hsbench train`` to ``app``."""
     app.command("train")(train_command)
 
 
-__all__ = ["register", "train_command"]
+__all__ = ["check_run_dir", "register", "train_command"]

@@ -125,12 +125,12 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not (self.lr0 > 0 and math.isfinite(self.lr0)):
             raise ConfigError(f"lr0 must be a positive number, got {self.lr0}")
-        if self.poly_power < 0:
-            raise ConfigError(f"poly_power must be >= 0, got {self.poly_power}")
+        if not (self.poly_power >= 0 and math.isfinite(self.poly_power)):
+            raise ConfigError(f"poly_power must be a finite number >= 0, got {self.poly_power}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if int(self.checkpoint_every) < 0:
             raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.loss not in LOSSES:

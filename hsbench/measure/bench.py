@@ -22,6 +22,7 @@ convolution's.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,35 +91,35 @@ class LayerShape:
         return d
 
 
-# Supplement Table S1 (channels), template resolutions and native grids (one patch per stride-32 pixel).
-# level -> (stride, [(conv, c_in, c_out, kernel, depthwise)])
-_TEMPLATE_LAYERS: dict[str, tuple[tuple[int, int], tuple[int, int], list[tuple[str, int, list[tuple]]]]] = {
-    "camvid-s": (
-        (768, 576),
-        (24, 18),
-        [
-            ("m_3", 8, [("pw1", 44, 16, 1, False)]),
-            ("m_2", 4, [("pw1", 24, 48, 1, False), ("dw", 48, 48, 3, True), ("pw2", 48, 16, 1, False)]),
-            ("m_1", 2, [("pw1", 22, 44, 1, False), ("dw", 44, 44, 3, True), ("pw2", 44, 12, 1, False)]),
-        ],
-    ),
-    "cityscapes-m": (
-        (1024, 512),
-        (32, 16),
-        [
-            ("m_3", 8, [("pw1", 44, 16, 1, False)]),
-            ("m_2", 4, [("pw1", 24, 48, 1, False), ("dw", 48, 48, 3, True), ("pw2", 48, 16, 1, False)]),
-            ("m_1", 2, [("pw1", 34, 68, 1, False), ("dw", 68, 68, 3, True), ("pw2", 68, 19, 1, False)]),
-        ],
-    ),
-}
+#: Templates :func:`template_layers` knows (Table S1 columns; any other works the same way).
+BENCH_TEMPLATES = ("camvid-s", "cityscapes-m")
+#: Decoder levels timed (stride exponents): m_3..m_1, where the DPWConvs spend their time.
+BENCH_LEVELS = (3, 2, 1)
+#: Largest ``scale`` of :func:`template_layers`: 2 already times 4x the template's pixels.
+MAX_SCALE = 2.0
+_CONV_NAMES = {1: ("pw1",), 3: ("pw1", "dw", "pw2")}
 
-#: Templates :func:`template_layers` knows.
-BENCH_TEMPLATES = tuple(_TEMPLATE_LAYERS)
+
+@functools.lru_cache(maxsize=None)
+def _template_specs(template: str) -> tuple[tuple[int, tuple[Any, ...]], ...]:
+    """``(level, ConvSpecs)`` of each meta block of the template's model, coarse to fine.
+
+    Read from :func:`hsbench.models.build_model` itself (random init, the
+    template's defaults), so the shapes timed are the shapes the model runs.
+    """
+    from hsbench.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(template=template))
+    return tuple((level, tuple(block.specs)) for level, block in zip(model.levels, model.blocks))
 
 
 def template_layers(template: str, *, scale: float = 1.0) -> list[LayerShape]:
-    """The DPWConv layers of ``template`` (supplement Table S1) at its evaluation resolution.
+    """The DPWConv layers of ``template``'s decoder levels m_3..m_1 at its evaluation resolution.
+
+    Channels, kernels and groups come from the model :func:`hsbench.models.build_model`
+    builds for the template (supplement Table S1 as hsbench reads it); the
+    resolution and the native grid (one patch per stride-32 pixel) from
+    :data:`hsbench.models.templates.TEMPLATES`.
 
     Args:
         template: one of :data:`BENCH_TEMPLATES`.
@@ -126,28 +127,37 @@ def template_layers(template: str, *, scale: float = 1.0) -> list[LayerShape]:
             the map size); ``< 1`` gives quick runs for tests.
 
     Raises:
-        ConfigError: for an unknown template or a non-positive scale.
+        ConfigError: for an unknown template or a scale outside (0, :data:`MAX_SCALE`].
     """
-    if template not in _TEMPLATE_LAYERS:
+    from hsbench.models.templates import get_template
+
+    if template not in BENCH_TEMPLATES:
         raise ConfigError(f"no DPWConv layer shapes for template {template!r}; known: {', '.join(BENCH_TEMPLATES)}")
-    if not scale > 0:
-        raise ConfigError(f"scale={scale!r} must be positive")
-    (res_w, res_h), (n_w, n_h), levels = _TEMPLATE_LAYERS[template]
+    if not 0 < scale <= MAX_SCALE:  # NaN fails too
+        raise ConfigError(
+            f"scale={scale!r} must be a number in (0, {MAX_SCALE:g}]: 1 is the template's resolution, "
+            "< 1 a quick run"
+        )
+    res_w, res_h = get_template(template).resolution
+    n_w, n_h = -(-res_w // 32), -(-res_h // 32)
     out = []
-    for level, stride, convs in levels:
+    for level, specs in _template_specs(template):
+        if level not in BENCH_LEVELS:
+            continue
+        stride = 2**level
         h = max(1, round(res_h / stride * scale))
         w = max(1, round(res_w / stride * scale))
-        for conv, c_in, c_out, k, dw in convs:
+        for conv, spec in zip(_CONV_NAMES[len(specs)], specs):
             out.append(
                 LayerShape(
                     template=template,
-                    level=level,
+                    level=f"m_{level}",
                     conv=conv,
                     stride=stride,
-                    c_in=c_in,
-                    c_out=c_out,
-                    kernel=k,
-                    groups=c_in if dw else 1,
+                    c_in=spec.c_in,
+                    c_out=spec.c_out,
+                    kernel=spec.kernel,
+                    groups=spec.groups,
                     height=h,
                     width=w,
                     grid=(min(n_w, w), min(n_h, h)),
@@ -307,10 +317,11 @@ def bench_dpwconv(
 
             calls: list[tuple[str, Callable[[], Any], int, float | None]] = []
             if include_reference:
-                calls.append(("reference", lambda: reference(x, w_dyn, b_dyn, **kw),
+                calls.append(("reference", functools.partial(reference, x, w_dyn, b_dyn, **kw),
                               _nbytes(x, w_dyn, b_dyn) + out_bytes, None))
-            calls.append(("fast", lambda: fast(x, w_dyn, b_dyn, **kw), _nbytes(x, w_dyn, b_dyn) + out_bytes, diff))
-            calls.append(("conv2d", lambda: F.conv2d(x, w_conv, b_conv, **kw),
+            calls.append(("fast", functools.partial(fast, x, w_dyn, b_dyn, **kw),
+                          _nbytes(x, w_dyn, b_dyn) + out_bytes, diff))
+            calls.append(("conv2d", functools.partial(F.conv2d, x, w_conv, b_conv, **kw),
                           _nbytes(x, w_conv, b_conv) + out_bytes, None))
             timed = {}
             for impl, fn, nbytes, d in calls:

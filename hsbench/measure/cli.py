@@ -173,15 +173,19 @@ def dpwconv(
     ),
     iters: int = typer.Option(10, "--iters", min=1, help="Timed calls per implementation and layer."),
     warmup: int = typer.Option(3, "--warmup", min=0, help="Untimed calls before timing."),
-    scale: float = typer.Option(1.0, "--scale", help="Feature-map size factor (< 1 for a quick run)."),
+    scale: float = typer.Option(1.0, "--scale", help="Feature-map size factor in (0, 2] (< 1 for a quick run)."),
     skip_reference: bool = typer.Option(False, "--skip-reference", help="Do not run the slow reference (no timing, no max|fast-ref| check)."),
 ) -> None:
     """Time reference vs fast DPWConv vs an ordinary conv on Table S1 layer shapes."""
     import torch
 
-    from hsbench.measure.bench import BENCH_TEMPLATES, bench_dpwconv, format_bench, template_layers
+    from hsbench.measure.bench import MAX_SCALE, BENCH_TEMPLATES, bench_dpwconv, format_bench, template_layers
     from hsbench.measure.provenance import collect_provenance
 
+    if not 0 < scale <= MAX_SCALE:  # NaN and inf fail too
+        raise ConfigError(
+            f"--scale {scale!r} must be a number in (0, {MAX_SCALE:g}]: 1 is the template's size, < 1 a quick run"
+        )
     if device not in _DEVICES:
         raise ConfigError(f"--device {device!r} is not one of {', '.join(_DEVICES)}.")
     if fmt not in _FORMATS:

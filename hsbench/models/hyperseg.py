@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsbench.errors import ConfigError
 from hsbench.models.backbones import Backbone
 from hsbench.models.config import BACKBONES, ModelConfig
 from hsbench.models.context_head import ContextHead
@@ -25,7 +26,7 @@ from hsbench.models.fusion import fuse_conv_bn_
 from hsbench.models.meta_block import MetaBlock, positional_encoding
 from hsbench.models.templates import Template, get_template
 from hsbench.models.weight_mapper import divide_channels
-from hsbench.errors import ConfigError
+from hsbench.ops import check_backend, resolve_backend
 
 
 def resolve(cfg: ModelConfig) -> ModelConfig:
@@ -119,6 +120,7 @@ class HyperSeg(nn.Module):
             )
             prev = out
         self.blocks = nn.ModuleList(blocks)
+        self.dpw_backend = "auto"
         self.context_head: ContextHead | None = None
         self.signal_split: list[int] = []
         if cfg.dynamic:
@@ -195,6 +197,34 @@ class HyperSeg(nn.Module):
             y = F.interpolate(y, (height, width), mode="bilinear", align_corners=False)
         return y
 
+    # --------------------------------------------------------------- DPWConv backend
+    def set_dpw_backend(self, backend: str = "auto") -> HyperSeg:
+        """Run every DPWConv with ``backend`` (``"auto"``, ``"reference"``, ``"torch"``, ``"triton"``).
+
+        See :mod:`hsbench.ops.backends`; ``"auto"`` defers to
+        ``$HSBENCH_DPW_BACKEND``, then to the fastest exact path for the device.
+        Returns ``self``.
+
+        Raises:
+            ValueError: for an unknown name.
+        """
+        for block in self.blocks:
+            block.set_dpw_backend(backend)
+        self.dpw_backend = check_backend(backend)
+        return self
+
+    def dpw_backend_for(self, device_type: str, *, needs_grad: bool = False) -> str:
+        """The concrete backend the DPWConvs run with on ``device_type``; ``"none"`` for a static model.
+
+        What speed measurements record beside every FPS figure.
+
+        Raises:
+            ValueError: as :func:`hsbench.ops.resolve_backend` (unknown name, Triton unusable here).
+        """
+        if not self.config.dynamic:
+            return "none"
+        return resolve_backend(self.dpw_backend, device_type=device_type, needs_grad=needs_grad)
+
     # --------------------------------------------------------------- utilities
     def weight_mapper_parameters(self) -> int:
         """|theta^w|: learned parameters of all weight mapper heads w_i (Eq. 6, Table S3)."""
@@ -207,7 +237,7 @@ class HyperSeg(nn.Module):
         n_h, n_w = self.grid_shape(height, width)
         return sum(b.num_weights for b in self.blocks) * n_h * n_w
 
-    def fuse_bn(self) -> "HyperSeg":
+    def fuse_bn(self) -> HyperSeg:
         """An eval-mode copy with every BatchNorm folded away (supplement Sec. E).
 
         Convolution + BN pairs of the backbone, reductions, context head and
@@ -222,10 +252,12 @@ class HyperSeg(nn.Module):
         return fused
 
 
-def build_model(cfg: ModelConfig | None = None, **overrides) -> HyperSeg:
+def build_model(cfg: ModelConfig | None = None, *, dpw_backend: str = "auto", **overrides) -> HyperSeg:
     """Build HyperSeg from a config (or the ``camvid-s`` default) plus keyword overrides.
 
     Example: ``build_model(ModelConfig(template="cityscapes-m"), grid_size=1)``.
+    ``dpw_backend`` picks the DPWConv implementation (:meth:`HyperSeg.set_dpw_backend`);
+    it is not part of the config (it does not change the network).
     ImageNet weights are loaded when ``pretrained`` or ``backbone_weights`` is set
     (:func:`hsbench.models.pretrained.backbone_state_dict`).
 
@@ -237,7 +269,7 @@ def build_model(cfg: ModelConfig | None = None, **overrides) -> HyperSeg:
     if overrides:
         cfg = ModelConfig.from_dict({**cfg.to_dict(), **overrides})
     cfg = resolve(cfg)
-    model = HyperSeg(cfg)
+    model = HyperSeg(cfg).set_dpw_backend(dpw_backend)
     if cfg.pretrained or cfg.backbone_weights:
         from hsbench.models.pretrained import backbone_state_dict
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from hsbench.models.weight_mapper import WeightMapperHead
-from hsbench.ops import patchwise_conv2d
+from hsbench.ops import check_backend, meta_block_conv, patchwise_conv2d
 
 
 def positional_encoding(h: int, w: int, *, device=None, dtype=None) -> torch.Tensor:
@@ -64,6 +64,7 @@ class DynamicConv2d(nn.Module):
     def __init__(self, spec: ConvSpec):
         super().__init__()
         self.spec = spec
+        self.dpw_backend = "auto"  # hsbench.ops backend name; HyperSeg.set_dpw_backend sets it
         self.register_buffer("bias", None)
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -72,7 +73,9 @@ class DynamicConv2d(nn.Module):
         if self.bias is not None:
             b, (n_h, n_w) = weight.shape[0], weight.shape[-2:]
             bias = self.bias.view(1, -1, 1, 1).expand(b, -1, n_h, n_w)
-        return patchwise_conv2d(x, weight, bias, padding=self.spec.kernel // 2, groups=self.spec.groups)
+        return patchwise_conv2d(
+            x, weight, bias, padding=self.spec.kernel // 2, groups=self.spec.groups, backend=self.dpw_backend
+        )
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -116,6 +119,18 @@ class MetaBlock(nn.Module):
         self.acts = nn.ModuleList(acts)
         self.num_weights = sum(s.num_weights for s in self.specs) if dynamic else 0
         self.mapper: WeightMapperHead | None = None
+        self.dpw_backend = "auto"
+
+    def set_dpw_backend(self, backend: str) -> None:
+        """Run this block's DPWConvs with ``backend`` (:data:`hsbench.ops.BACKENDS`).
+
+        Raises:
+            ValueError: for an unknown name.
+        """
+        self.dpw_backend = check_backend(backend)
+        for conv in self.convs:
+            if isinstance(conv, DynamicConv2d):
+                conv.dpw_backend = backend
 
     def attach_mapper(self, signal_channels: int, groups: int) -> None:
         """Create w_i: signal part of ``signal_channels`` channels -> |theta^{m_i}| weights."""
@@ -127,6 +142,8 @@ class MetaBlock(nn.Module):
         if self.dynamic:
             if self.mapper is None or phi is None:
                 raise RuntimeError("a dynamic meta block needs its weight mapper and its signal part phi_i")
+            if self.bn_fused:
+                return self._forward_bn_fused(x, phi)
             theta = self.mapper(phi)  # (B, |theta^{m_i}|, N_h, N_w)
             b, _, n_h, n_w = theta.shape
             offset = 0
@@ -139,6 +156,39 @@ class MetaBlock(nn.Module):
             for conv, bn, act in zip(self.convs, self.bns, self.acts):
                 x = act(bn(conv(x)))
         return x + identity if self.residual else x
+
+    @property
+    def bn_fused(self) -> bool:
+        """Whether :meth:`fuse_bn_` folded the BNs (the block then runs :func:`hsbench.ops.meta_block_conv`)."""
+        return all(isinstance(bn, nn.Identity) for bn in self.bns)
+
+    def _forward_bn_fused(self, x: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """BN-folded dynamic block as one op: the fused meta block, or one 1x1 DPWConv + ReLU.
+
+        The weight mapper runs on channels-last ``phi`` so that every patch's
+        weights are contiguous (the patch-major kernels then read them in place).
+        """
+        theta = self.mapper(phi.contiguous(memory_format=torch.channels_last))
+        b, _, n_h, n_w = theta.shape
+        weights, offset = [], 0
+        for spec in self.specs:
+            w = theta[:, offset : offset + spec.num_weights]
+            offset += spec.num_weights
+            weights.append(w.reshape(b, spec.c_out, spec.c_in // spec.groups, spec.kernel, spec.kernel, n_h, n_w))
+        if self.full:
+            return meta_block_conv(
+                x,
+                *weights,
+                tuple(conv.bias for conv in self.convs),
+                border=getattr(self, "border", "paper"),
+                padding_mode=getattr(self, "padding_mode", "zeros"),
+                residual=self.residual,
+                backend=self.dpw_backend,
+            )
+        bias = self.convs[0].bias
+        if bias is not None:
+            bias = bias.view(1, -1, 1, 1).expand(b, -1, n_h, n_w)
+        return self.acts[0](patchwise_conv2d(x, weights[0], bias, backend=self.dpw_backend))
 
     @torch.no_grad()
     def fuse_bn_(self) -> None:

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 
 from hsbench.ops.patchwise import (
     patch_bounds,
-    patchwise_conv2d,
+    patchwise_conv2d_batched,
     patchwise_conv2d_reference,
 )
 
@@ -78,7 +78,12 @@ def _norm(norm: Norm | None, x: torch.Tensor) -> torch.Tensor:
     return x if norm is None else norm(x)
 
 
-def _check(x, w1, w2, w3, norms, border, padding_mode, residual) -> int:
+def check_meta_block_args(x, w1, w2, w3, norms, *, border, padding_mode, residual) -> int:
+    """Validate meta block arguments (see :func:`meta_block_reference`); returns the halo K // 2.
+
+    Raises:
+        ValueError: as :func:`meta_block_reference`.
+    """
     if border not in BORDERS:
         raise ValueError(f"border={border!r}; allowed: {', '.join(BORDERS)}")
     if padding_mode not in PADDING_MODES:
@@ -145,7 +150,7 @@ def meta_block_reference(
         ValueError: on inconsistent shapes, an unknown border or padding mode,
             a grid larger than the map, or a map too small to reflect.
     """
-    pad = _check(x, w1, w2, w3, norms, border, padding_mode, residual)
+    pad = check_meta_block_args(x, w1, w2, w3, norms, border=border, padding_mode=padding_mode, residual=residual)
     hid = w1.shape[1]
     if border == "paper":
         y = F.relu6(_norm(norms[0], patchwise_conv2d_reference(x, w1)))
@@ -218,22 +223,22 @@ def meta_block_torch(
 
     ``x`` (B, C_in, H, W), ``w1`` (B, C_hid, C_in, 1, 1, N_h, N_w), ``w2``
     (B, C_hid, 1, K, K, N_h, N_w), ``w3`` (B, C_out, C_hid, 1, 1, N_h, N_w) ->
-    (B, C_out, H, W). Paper rule: three :func:`~hsbench.ops.patchwise.patchwise_conv2d`
+    (B, C_out, H, W). Paper rule: three :func:`~hsbench.ops.patchwise.patchwise_conv2d_batched`
     calls. Release rule: gather every patch with its halo from the padded input
     (all cut to the largest patch size), pw1 and pw2 as one ``torch.bmm`` over
     the B * N_h * N_w patches, dw as one grouped ``F.conv2d`` without padding,
     then put the patches back. Its pw1 costs (L_h + 2p)(L_w + 2p) / (L_h L_w)
     times the paper rule's (the halo recompute).
     """
-    pad = _check(x, w1, w2, w3, norms, border, padding_mode, residual)
+    pad = check_meta_block_args(x, w1, w2, w3, norms, border=border, padding_mode=padding_mode, residual=residual)
     b, c_in, h, w = x.shape
     hid, k = w1.shape[1], w2.shape[3]
     c_out = w3.shape[1]
     n_h, n_w = w1.shape[-2:]
     if border == "paper":
-        y = F.relu6(_norm(norms[0], patchwise_conv2d(x, w1)))
-        y = F.relu6(_norm(norms[1], patchwise_conv2d(y, w2, padding=pad, groups=hid, padding_mode=padding_mode)))
-        y = _norm(norms[2], patchwise_conv2d(y, w3))
+        y = F.relu6(_norm(norms[0], patchwise_conv2d_batched(x, w1)))
+        y = F.relu6(_norm(norms[1], patchwise_conv2d_batched(y, w2, padding=pad, groups=hid, padding_mode=padding_mode)))
+        y = _norm(norms[2], patchwise_conv2d_batched(y, w3))
         return x + y if residual else y
     n_p = b * n_h * n_w
     xp = _pad(x, pad, padding_mode)
@@ -261,4 +266,12 @@ def meta_block_torch(
     return x + y if residual else y
 
 
-__all__ = ["BORDERS", "PADDING_MODES", "Border", "channel_affine", "meta_block_reference", "meta_block_torch"]
+__all__ = [
+    "BORDERS",
+    "PADDING_MODES",
+    "Border",
+    "channel_affine",
+    "check_meta_block_args",
+    "meta_block_reference",
+    "meta_block_torch",
+]

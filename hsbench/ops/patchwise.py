@@ -17,16 +17,21 @@ Two implementations share one signature:
 
 * :func:`patchwise_conv2d_reference`: a loop over images and patches, one
   ``F.conv2d`` per padded patch. Slow and obviously correct.
-* :func:`patchwise_conv2d`: gathers every patch with its halo into one tensor
-  and runs a single grouped convolution (or one batched matmul for 1x1
-  kernels), then scatters the patches back. Tested equal to the reference,
-  gradients included (tests/test_ops.py).
+* :func:`patchwise_conv2d_batched`: gathers every patch with its halo into one
+  tensor and runs a single grouped convolution (or one batched matmul for 1x1
+  kernels), then scatters the patches back. Differentiable: the ``"torch"``
+  backend's training path. Tested equal to the reference, gradients included
+  (tests/test_ops.py).
+
+:func:`hsbench.ops.patchwise_conv2d` chooses among these, the patch-major
+inference formulations (:mod:`hsbench.ops.patch_major`) and the Triton kernels
+(:mod:`hsbench.ops.triton_kernels`) by its ``backend`` argument.
 
 Meta blocks built from these ops read, at patch borders, neighbour pixels that
 the *neighbour's own* ``pw1`` produced: each op is applied to the whole map.
 The authors' later release instead applies ``pw1`` to a one-pixel halo with the
-current patch's weights, which differs on every patch-border pixel; hsbench
-follows the paper's per-op definition.
+current patch's weights, which differs on every patch-border pixel; both rules
+are implemented by the fused meta block op (:mod:`hsbench.ops.block`).
 """
 
 from __future__ import annotations
@@ -54,7 +59,12 @@ def patch_bounds(size: int, n: int) -> list[int]:
     return [-(-i * size // n) for i in range(n + 1)]
 
 
-def _check(x: torch.Tensor, weight: torch.Tensor, bias, padding: int, groups: int, padding_mode: str):
+def check_patchwise_args(x: torch.Tensor, weight: torch.Tensor, bias, padding: int, groups: int, padding_mode: str) -> None:
+    """Validate the arguments of a DPWConv call (see :func:`patchwise_conv2d_reference`).
+
+    Raises:
+        ValueError: naming the inconsistent shape or value and what is allowed.
+    """
     if x.dim() != 4:
         raise ValueError(f"x must be (B, C_in, H, W), got shape {tuple(x.shape)}")
     if weight.dim() != 7:
@@ -117,7 +127,7 @@ def patchwise_conv2d_reference(
         ValueError: on inconsistent shapes, a grid larger than the map, or a
             padding that does not keep the size.
     """
-    _check(x, weight, bias, padding, groups, padding_mode)
+    check_patchwise_args(x, weight, bias, padding, groups, padding_mode)
     b, _, h, w = x.shape
     n_h, n_w = weight.shape[-2:]
     rows, cols = patch_bounds(h, n_h), patch_bounds(w, n_w)
@@ -142,8 +152,8 @@ def patchwise_conv2d_reference(
     return torch.cat(images, dim=0)
 
 
-def _gather_index(size: int, n: int, halo: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Indices that cut an axis into ``n`` patches of equal (maximal) length.
+def patch_gather_index(size: int, n: int, halo: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Indices that cut an axis into ``n`` patches of equal (maximal) length (the DPWConv gather).
 
     Returns ``(in_idx, patch_of, offset_of, length)``: ``in_idx`` (n, length +
     2 * halo) reads each patch and its halo from the padded axis (clamped past
@@ -161,7 +171,7 @@ def _gather_index(size: int, n: int, halo: int, device) -> tuple[torch.Tensor, t
     return in_idx, patch_of, offset_of, length
 
 
-def patchwise_conv2d(
+def patchwise_conv2d_batched(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
@@ -170,7 +180,7 @@ def patchwise_conv2d(
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> torch.Tensor:
-    """Fast DPWConv (paper Sec. 3.3, Eq. 8): all patches in one batched call.
+    """Batched, differentiable DPWConv (paper Sec. 3.3, Eq. 8): all patches in one call.
 
     Same arguments, result and errors as :func:`patchwise_conv2d_reference`:
     ``x`` (B, C_in, H, W), ``weight`` (B, C_out, C_in // groups, K, K, N_h, N_w),
@@ -184,7 +194,7 @@ def patchwise_conv2d(
     without groups; put the patches back (a reshape, or an index gather that
     drops the rows and columns computed past a shorter patch's end).
     """
-    _check(x, weight, bias, padding, groups, padding_mode)
+    check_patchwise_args(x, weight, bias, padding, groups, padding_mode)
     b, c_in, h, w = x.shape
     _, c_out, c_in_g, k, _, n_h, n_w = weight.shape
     n_p = b * n_h * n_w
@@ -195,8 +205,8 @@ def patchwise_conv2d(
         # (B, C, N_h, N_w, ph + 2p, pw + 2p), a view of the padded map
         patches = xp.unfold(2, ph + 2 * padding, ph).unfold(3, pw + 2 * padding, pw)
     else:
-        r_idx, r_patch, r_off, ph = _gather_index(h, n_h, padding, x.device)
-        c_idx, c_patch, c_off, pw = _gather_index(w, n_w, padding, x.device)
+        r_idx, r_patch, r_off, ph = patch_gather_index(h, n_h, padding, x.device)
+        c_idx, c_patch, c_off, pw = patch_gather_index(w, n_w, padding, x.device)
         patches = xp[:, :, r_idx][:, :, :, :, c_idx]  # (B, C, N_h, Lh, N_w, Lw)
         patches = patches.permute(0, 1, 2, 4, 3, 5)
     # -> (B, N_h, N_w, C_in, Lh, Lw)

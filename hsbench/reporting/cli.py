@@ -17,7 +17,8 @@ from typing import Optional
 import typer
 
 from hsbench.errors import ConfigError, StoreError
-from hsbench.outputs import check_output_path, write_text_atomic
+from hsbench.outputs import check_output_path, sqlite_file, write_text_atomic
+from hsbench.values import INT64_MAX, check_int
 
 _DB_HELP = "results database URL (default: $HSBENCH_DB, else sqlite:///results/hsbench.db)"
 
@@ -59,7 +60,12 @@ def report(
 
     The study table aggregates every variant over its seeds (mean ± sd, n) and
     pairs each variant with the baseline per seed (Δ with a 95% interval).
+    Before any database exists (no SQLite file at ``--db``), a paper table
+    shows the paper's rows alone and names the study that measures them;
+    no file is created.
     """
+    if out is not None:  # never the results database or its side files (hsbench.outputs)
+        out = check_output_path(out, db_url=db)
     if table is None:
         if study is None:
             raise ConfigError("give --table 2|3|4|S2|S3 for a paper table, or --study NAME for "
@@ -72,16 +78,22 @@ def report(
     from hsbench.reporting.tables import FORMATS, build_report, render
 
     paper_table = get_table(table)  # ConfigError before touching the database
-    if out is not None:
-        out = check_output_path(out, db_url=db)
     if fmt.lower() not in FORMATS and fmt.lower() != "md":
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     first, *others = paper_table.studies
     runs = f"`hsbench run {first}`" + (f" (or {', '.join(others)})" if others else "")
-    with _open_readonly(db, hint=f"run {runs} first, or pass --db URL") as store:
-        if study is not None:
-            store.get_study(study)
-        rep = build_report(paper_table.id, store, study=study)
+    missing = sqlite_file(db)
+    if study is None and missing is not None and not missing.exists():
+        # A newcomer's first report: the paper's rows, and the study that measures them; no file made.
+        rep = build_report(paper_table.id, None)
+        rep.notes[:] = [n for n in rep.notes if not n.startswith("No measured rows")]
+        rep.notes.append(f"No results database at {missing} yet, so only the paper's rows are shown: "
+                         f"run {runs} to measure them (or pass --db URL).")
+    else:
+        with _open_readonly(db, hint=f"run {runs} first, or pass --db URL") as store:
+            if study is not None:
+                store.get_study(study)
+            rep = build_report(paper_table.id, store, study=study)
     text = render(rep, fmt)
     _write_text(text, out)
     if fmt.lower() == "csv":  # the notes (and the hint) are not part of the CSV
@@ -215,10 +227,12 @@ def runs_show(
 ) -> None:
     """Show one run: its config, metrics, complexity, speed with provenance, and error."""
     try:
-        rid = int(run_id)
+        rid = check_int(int(run_id), "run id", minimum=1)
     except ValueError:
+        shown = run_id if len(run_id) <= 30 else f"{run_id[:12]}... ({len(run_id)} characters)"
         raise ConfigError(
-            f"run id must be a number, got {run_id!r}; `hsbench runs list` shows the ids"
+            f"run id must be a whole number from 1 to {INT64_MAX}, got {shown!r}; "
+            "`hsbench runs list` shows the ids"
         ) from None
     with _open_readonly(db) as store:
         detail = store.get_run(rid)
