@@ -36,7 +36,8 @@ def tests(session: nox.Session) -> None:
     run too. ``nox -s tests -- tests/test_studies.py`` runs one file.
     """
     _install(session, "dev,weights,launch,postgres")
-    args = session.posargs or ["-n", "auto", "--durations=15"]
+    # loadgroup: the tests of one xdist_group (the SLURM tests, one test cluster) share a worker
+    args = session.posargs or ["-n", "auto", "--dist", "loadgroup", "--durations=15"]
     session.run("pytest", "-q", "-p", "no:cacheprovider", *args)
 
 

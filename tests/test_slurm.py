@@ -17,6 +17,9 @@ from hsbench.errors import ConfigError
 from hsbench.resources import DEFAULT_CPUS_PER_TASK, LaunchConfig, resolve
 from hsbench.studies import StudyError, parse_study
 
+# one SLURM test cluster per session: under xdist, every test of the group on one worker
+pytestmark = pytest.mark.xdist_group("slurm")
+
 # A two-partition GPU cluster as `sinfo --noheader --Node -o <hsbench.slurm format>` prints it.
 GPU_SINFO = """\
 gpu|gpu*|up|2-00:00:00|g1|64|512000|gpu:a100:8(S:0-1)|a100,ib|mixed

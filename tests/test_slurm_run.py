@@ -20,6 +20,9 @@ import torch
 
 pytest.importorskip("submitit")
 
+# one SLURM test cluster per session: under xdist, every test of the group on one worker
+pytestmark = pytest.mark.xdist_group("slurm")
+
 from hsbench.cli import main
 from hsbench.store import Store
 
