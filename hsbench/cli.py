@@ -38,6 +38,7 @@ from hsbench.errors import BUG_REPORT, HsbenchError
 #: Command modules, each with ``register(app)``; torch-free at import (see the module docstring).
 COMMAND_MODULES = (
     "hsbench.measure.cli",  # profile, bench dpwconv
+    "hsbench.models.cli",  # import-weights
     "hsbench.reporting.cli",  # report, plot, runs list|show
     "hsbench.runner",  # run
     "hsbench.engine.cli",  # train

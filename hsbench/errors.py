@@ -30,6 +30,10 @@ class DataError(HsbenchError):
     """A dataset folder is missing or does not have the expected layout."""
 
 
+class WeightsError(HsbenchError):
+    """A weights file is missing, unreadable, untrusted, or does not fit the model it names."""
+
+
 class StoreError(HsbenchError):
     """The results database cannot be opened, is of another schema, or is empty."""
 

@@ -263,3 +263,28 @@ def test_0_1_0_database_upgrades_with_every_row_kept(db_url, tmp_path, monkeypat
         variant = fixture["variants"][0]["id"]
         new = store.start_run(variant, study="after-upgrade")
         assert new == max(r["id"] for r in fixture["runs"]) + 1
+
+
+def test_failed_upgrade_changes_nothing(db_url, monkeypatch):
+    """`hsbench db upgrade` is one transaction: a migration that fails after it changed
+    tables leaves the database exactly as it was (transactional DDL, SQLite and PostgreSQL)."""
+    from alembic import command
+
+    build_0_1_0_database(db_url)
+    before = _read_legacy_columns(db_url)
+    real_upgrade = command.upgrade
+
+    def upgrade_then_fail(cfg, to):
+        real_upgrade(cfg, to)
+        cfg.attributes["connection"].execute(text("create table half_done (x integer)"))
+        raise RuntimeError("migration failed half-way")
+
+    monkeypatch.setattr(command, "upgrade", upgrade_then_fail)
+    with pytest.raises(RuntimeError, match="half-way"):
+        migrations.upgrade_database(db_url)
+    engine = create_engine(db_url)
+    with engine.connect() as con:
+        tables = set(inspect(con).get_table_names())
+    engine.dispose()
+    assert "half_done" not in tables and "alembic_version" not in tables  # not even stamped
+    assert _read_legacy_columns(db_url) == before

@@ -209,14 +209,21 @@ def test_fps_has_a_panel_per_dataset_and_a_speed_axis_per_device(two_db):
         panels["CamVid - cpu"], panels["CamVid (paper GPU)"])
     assert not panels["CamVid - cpu"].get_shared_y_axes().joined(
         panels["CamVid - cpu"], panels["CamVid (paper GPU)"])
-    # 3 seeds -> error bars in the cuda Cityscapes panel only
-    assert any(type(c).__name__ == "LineCollection" for c in panels["Cityscapes - cuda"].collections)
-    assert not any(type(c).__name__ == "LineCollection" for c in panels["CamVid - cpu"].collections)
+    # 3 seeds -> sd error bars on both axes; one CPU run -> its FPS interval only
+    bars = {t: [c for c in ax.collections if type(c).__name__ == "LineCollection"]
+            for t, ax in panels.items()}
+    assert len(bars["Cityscapes - cuda"]) == 2 * 4  # x and y bars of the 4 grid variants (3 seeds)
+    assert len(bars["CamVid - cpu"]) == 2  # x bars of 2 variants
+    (seg,) = bars["CamVid - cpu"][0].get_segments()
+    assert sorted(seg[:, 0]) == pytest.approx([8.16 * 0.97, 8.16 * 1.02]) or \
+        sorted(seg[:, 0]) == pytest.approx([8.81 * 0.97, 8.81 * 1.02])
+    assert not bars["CamVid - cuda"]
     texts = [t.get_text() for t in panels["Cityscapes - cuda"].texts]
     assert {"grid 1", "4", "8", "16", "g_w1=1"} <= set(texts)
     notes = "\n".join(t.get_text() for t in fig.texts)
     assert "Hollow: measured on CamVid 480x360 (SegNet layout)" in notes
-    assert "960x720" in notes and "Error bars" in notes
+    assert "960x720" in notes and "mIoU error bars: +-1 sd over 3 seeds." in notes
+    assert "FPS error bars: +-1 sd over 3 seeds; one run's 95% bootstrap interval" in notes
 
 
 def test_quickstart_other_dataset_version_is_hollow_on_its_own_cpu_axis(qs_db):

@@ -78,6 +78,7 @@ def profile(
     frames: Annotated[int, typer.Option(help="FPS: timed frames per repeat.")] = 100,
     repeats: Annotated[int, typer.Option(help="FPS: repeats of the whole measurement.")] = 5,
     counters: Annotated[str, typer.Option(help="Comma-separated MAC counters to run: thop, fvcore, flop_counter.")] = "thop,fvcore,flop_counter",
+    semantics: Annotated[str, typer.Option(help='"paper" (the paper\'s description) or "release" (the authors\' released code).')] = "paper",
     fmt: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.table,
 ) -> None:
     """Print the complexity of one variant: learned params, weight mapper params, GMACs (thop, fvcore), GFLOPs."""
@@ -95,6 +96,7 @@ def profile(
         weight_groups=parse_groups(weight_groups) if weight_groups else None,
         dynamic=not static,
         num_classes=num_classes,
+        semantics=semantics,
     )
     res = parse_resolution(resolution, "--resolution") if resolution else tpl.resolution
     wanted = tuple(c.strip() for c in counters.split(",") if c.strip())
@@ -142,6 +144,7 @@ def _table(result: dict) -> str:
     c = result["config"]
     rows = [
         ("template", f"{result['template']} ({result['paper_name']})"),
+        ("semantics", c.get("semantics", "paper")),
         ("backbone", c["backbone"]),
         ("dynamic (DPWConv)", c["dynamic"]),
         ("grid size", c["grid_size"]),

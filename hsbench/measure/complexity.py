@@ -16,6 +16,13 @@ one add):
 * ``gflops``: ``torch.utils.flop_counter.FlopCounterMode``, 2 FLOPs per MAC,
   matrix products and convolutions only.
 
+Under ``semantics="release"`` a full meta block of the v1_0 templates runs as
+one :class:`~hsbench.models.meta_block.HaloMetaBlockOp`; its MACs (pw1 on every
+patch's halo'd window: the halo recompute, dw and pw2 on the map) come from
+:meth:`~hsbench.models.meta_block.HaloMetaBlockOp.macs` in both thop and the
+DPWConv count, and fvcore sees its matrix products. The release backbone's
+:class:`~hsbench.models.backbones.StaticSameConv2d` is counted as a convolution.
+
 No counter may report the dynamic convolutions as zero:
 :func:`complexity` also returns the DPWConv and weight mapper MACs by
 themselves (``gmacs_dpwconv``, ``gmacs_weight_mapper``) and the tests compare
@@ -34,8 +41,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from hsbench.models.backbones import StaticSameConv2d
 from hsbench.models.hyperseg import HyperSeg
-from hsbench.models.meta_block import DynamicConv2d
+from hsbench.models.meta_block import DynamicConv2d, HaloMetaBlockOp
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,22 @@ def _thop_rules() -> dict:
     def count_dpwconv(m, inputs, output):
         m.total_ops += torch.DoubleTensor([dpwconv_macs(m, output)])
 
-    return {DynamicConv2d: count_dpwconv, Conv2dSame: count_convNd, BatchNormAct2d: count_normalization}
+    def count_halo_block(m, inputs, output):
+        m.total_ops += torch.DoubleTensor([halo_block_macs(m, inputs)])
+
+    return {
+        DynamicConv2d: count_dpwconv,
+        HaloMetaBlockOp: count_halo_block,
+        Conv2dSame: count_convNd,
+        StaticSameConv2d: count_convNd,
+        BatchNormAct2d: count_normalization,
+    }
+
+
+def halo_block_macs(module: HaloMetaBlockOp, inputs: tuple) -> int:
+    """MACs of one release-rule meta block call from its inputs (x, w1, w2, w3, norms)."""
+    x, w1 = inputs[0], inputs[1]
+    return module.macs(tuple(x.shape), tuple(w1.shape[-2:]))
 
 
 def _gmacs_thop(model: nn.Module, x: torch.Tensor) -> float:
@@ -121,14 +144,14 @@ def _own_counts(model: HyperSeg, x: torch.Tensor) -> tuple[int, int]:
     for m in model.modules():
         if isinstance(m, DynamicConv2d):
             hooks.append(m.register_forward_hook(lambda mod, i, o: dpw.__setitem__(0, dpw[0] + dpwconv_macs(mod, o))))
-    for block in model.blocks:
-        if block.mapper is not None:
-            conv = block.mapper.conv
+        elif isinstance(m, HaloMetaBlockOp):
+            hooks.append(m.register_forward_hook(lambda mod, i, o: dpw.__setitem__(0, dpw[0] + halo_block_macs(mod, i))))
+    for head in model.weight_mapper_heads():
 
-            def count(mod, inputs, output):
-                mapper[0] += output.numel() * mod.in_channels // mod.groups
+        def count(mod, inputs, output):
+            mapper[0] += output.numel() * mod.in_channels // mod.groups
 
-            hooks.append(conv.register_forward_hook(count))
+        hooks.append(head.conv.register_forward_hook(count))
     try:
         model(x)
     finally:

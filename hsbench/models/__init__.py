@@ -18,6 +18,9 @@ _EXPORTS = {
     "Template": "templates",
     "get_template": "templates",
     "divide_channels": "weight_mapper",
+    "load_official_checkpoint": "official",
+    "load_weights": "weights",
+    "save_weights": "weights",
 }
 
 
@@ -43,5 +46,8 @@ __all__ = [
     "build_model",
     "divide_channels",
     "get_template",
+    "load_official_checkpoint",
+    "load_weights",
     "resolve",
+    "save_weights",
 ]

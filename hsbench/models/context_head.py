@@ -38,12 +38,14 @@ class ContextHead(nn.Module):
         channels: C_n (even).
         levels: number of resolutions in the U-Net (>= 1; 1 = no down path).
         full_width: the voc-l variant described above.
+        last_relu: ReLU after the last fusion layer (the one that outputs phi's
+            upsampled part); the release's voc-l (hyperseg_v0_1) has none there.
 
     Raises:
         ValueError: if ``channels`` is odd or ``levels < 1``.
     """
 
-    def __init__(self, channels: int, levels: int = 2, *, full_width: bool = False):
+    def __init__(self, channels: int, levels: int = 2, *, full_width: bool = False, last_relu: bool = True):
         super().__init__()
         if channels % 2 or levels < 1:
             raise ValueError(f"context head needs an even channel count and levels >= 1, got {channels}, {levels}")
@@ -51,7 +53,7 @@ class ContextHead(nn.Module):
         width = channels if full_width else channels // 2
         self.inp = nn.Identity() if full_width else conv_bn_act(channels, width)
         self.down = nn.ModuleList(conv_bn_act(width, width, kernel=2, stride=2) for _ in range(levels - 1))
-        self.up = nn.ModuleList(conv_bn_act(2 * width, width) for _ in range(levels - 1))
+        self.up = nn.ModuleList(conv_bn_act(2 * width, width, act=last_relu or i > 0) for i in range(levels - 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_n, h, w) -> phi (B, C_n, h, w)."""

@@ -20,12 +20,12 @@ from torch import nn
 
 from hsbench.errors import ConfigError
 from hsbench.models.backbones import Backbone
-from hsbench.models.config import BACKBONES, ModelConfig
+from hsbench.models.config import BACKBONES, SEMANTICS, ModelConfig
 from hsbench.models.context_head import ContextHead
 from hsbench.models.fusion import fuse_conv_bn_
-from hsbench.models.meta_block import MetaBlock, positional_encoding
+from hsbench.models.meta_block import MetaBlock, positional_encoding, release_coordinates
 from hsbench.models.templates import Template, get_template
-from hsbench.models.weight_mapper import divide_channels
+from hsbench.models.weight_mapper import WeightMapperHead, divide_channels
 from hsbench.ops import check_backend, resolve_backend
 
 
@@ -42,9 +42,12 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
         ValueError: naming the knob, the value and what is allowed, for an
             unknown template or backbone, a grid size that is not ``"native"``
             or a positive int, a ``weight_groups`` list of the wrong length or
-            with values that are not powers of two, or ``num_classes < 1``.
+            with values that are not powers of two, ``num_classes < 1``, or an
+            unknown ``semantics``.
     """
     tpl = get_template(cfg.template)
+    if cfg.semantics not in SEMANTICS:
+        raise ConfigError(f"semantics={cfg.semantics!r} is not allowed; use one of: {', '.join(SEMANTICS)}")
     backbone = cfg.backbone or tpl.backbone
     if backbone not in BACKBONES:
         raise ConfigError(f"backbone={backbone!r} is not supported; allowed: {', '.join(BACKBONES)}")
@@ -60,7 +63,10 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
     for g in groups:
         if isinstance(g, bool) or not isinstance(g, int) or g < 1 or g & (g - 1):
             raise ConfigError(f"weight_groups={list(groups)}: {g!r} is not a power of two (1, 2, 4, ...)")
-    num_classes = cfg.num_classes if cfg.num_classes is not None else tpl.num_classes
+    default_classes = tpl.num_classes
+    if cfg.semantics == "release" and tpl.release_num_classes is not None:
+        default_classes = tpl.release_num_classes
+    num_classes = cfg.num_classes if cfg.num_classes is not None else default_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes={num_classes!r} must be a positive int")
     if not cfg.dynamic:
@@ -82,7 +88,19 @@ class HyperSeg(nn.Module):
         config: the resolved :class:`ModelConfig`.
         template: the Table S1 :class:`Template`.
         levels: the stride exponent of each decoder level, coarse to fine.
-        signal_split: C_phi_i per meta block (Eq. 5), coarse to fine; empty if static.
+        signal_split: C_phi_i per weight-mapper layer (Eq. 5), coarse to fine;
+            empty if static. One per meta block, except that under
+            ``semantics="release"`` cityscapes-s's finest blocks share one.
+        signal_offsets: first channel of phi that each weight-mapper layer
+            reads: the running sum of ``signal_split``, except under
+            ``semantics="release"`` for hyperseg_v1_0 templates (camvid-s,
+            camvid-l, cityscapes-m), where the release's ``init_signal2weights``
+            never advances its index across levels, so every layer reads phi's
+            *first* C_phi_i channels (overlapping parts).
+        unified_mapper: the weight-mapper layer shared by the blocks from
+            ``unified_from`` on (release's ``unify_level``), or None.
+        void_logit: the last logit is the release's CamVid "Void" class, which
+            hsbench's evaluation leaves out (it scores the template's classes).
 
     Raises:
         ValueError: if a weight group count does not divide its signal part.
@@ -95,13 +113,22 @@ class HyperSeg(nn.Module):
         tpl = get_template(cfg.template)
         self.config = cfg
         self.template: Template = tpl
-        self.backbone = Backbone(cfg.backbone, with_signal_head=cfg.dynamic)
+        release = cfg.semantics == "release"
+        self.backbone = Backbone(cfg.backbone, with_signal_head=cfg.dynamic, semantics=cfg.semantics)
         reduced = [max(1, round(c * r)) for c, r in zip(self.backbone.channels, tpl.reductions)]
+        bn_args = {"eps": 1e-3, "momentum": 0.01} if release else {}  # the release's TF-style backbone BNs
         self.reduce = nn.ModuleList(
             nn.Identity()
             if r == 1
-            else nn.Sequential(nn.Conv2d(c, rc, 1, bias=False), nn.BatchNorm2d(rc))
+            else nn.Sequential(nn.Conv2d(c, rc, 1, bias=False), nn.BatchNorm2d(rc, **bn_args))
             for c, rc, r in zip(self.backbone.channels, reduced, tpl.reductions)
+        )
+        v0_1 = tpl.release_module == "hyperseg_v0_1"
+        border = "release" if release and not v0_1 else "paper"
+        padding_mode = "reflect" if release else "zeros"
+        self.void_logit = bool(
+            release and tpl.release_num_classes is not None and cfg.num_classes == tpl.release_num_classes
+            and tpl.release_num_classes == tpl.num_classes + 1
         )
         skip_channels = [3] + reduced  # index = stride exponent: image, F_1..F_5
         self.levels = list(range(5, 5 - tpl.num_levels, -1))
@@ -116,6 +143,8 @@ class HyperSeg(nn.Module):
                     full=tpl.full_block(level),
                     expand_ratio=tpl.expand_ratio,
                     dynamic=cfg.dynamic,
+                    border=border,
+                    padding_mode=padding_mode,
                 )
             )
             prev = out
@@ -123,20 +152,42 @@ class HyperSeg(nn.Module):
         self.dpw_backend = "auto"
         self.context_head: ContextHead | None = None
         self.signal_split: list[int] = []
+        self.unified_mapper: WeightMapperHead | None = None
+        self.unified_from = len(blocks)
+        self.signal_offsets: list[int] = []
         if cfg.dynamic:
             c_n = self.backbone.signal_channels
             if cfg.grid_size != 1:
-                self.context_head = ContextHead(c_n, tpl.context_levels, full_width=tpl.context_full_width)
+                self.context_head = ContextHead(
+                    c_n, tpl.context_levels, full_width=tpl.context_full_width, last_relu=not (release and v0_1)
+                )
             groups = list(cfg.weight_groups)
+            if release and tpl.release_unify_level is not None:
+                self.unified_from = tpl.release_unify_level - 1
+            layer_weights = [b.num_weights for b in blocks[: self.unified_from]]
+            if self.unified_from < len(blocks):
+                layer_weights.append(sum(b.num_weights for b in blocks[self.unified_from :]))
+            if release and v0_1:  # the release's v0_1 splits by the group-rounded output widths
+                layer_weights = [-(-w // g) * g for w, g in zip(layer_weights, groups)]
             try:
-                self.signal_split = divide_channels(c_n, max(groups), [b.num_weights for b in blocks])
+                self.signal_split = divide_channels(c_n, max(groups), layer_weights, equal_shares=release)
             except ValueError as exc:
                 raise ConfigError(
                     f"weight_groups={groups}: the {c_n} signal channels cannot be split into units of "
                     f"max(g_w)={max(groups)} ({exc}); use smaller groups"
                 ) from None
-            for block, channels, g in zip(blocks, self.signal_split, groups):
+            starts = [sum(self.signal_split[:i]) for i in range(len(self.signal_split))]
+            self.signal_offsets = [0] * len(starts) if release and tpl.release_module == "hyperseg_v1_0" else starts
+            for block, channels, g in zip(blocks[: self.unified_from], self.signal_split, groups):
                 block.attach_mapper(channels, g)
+            if self.unified_from < len(blocks):
+                shared = blocks[self.unified_from :]
+                fan_in = sum(
+                    s.c_in // s.groups * s.kernel**2 * s.num_weights for b in shared for s in b.specs
+                ) / layer_weights[-1]
+                self.unified_mapper = WeightMapperHead(
+                    self.signal_split[-1], layer_weights[-1], groups[self.unified_from], fan_in=fan_in
+                )
 
     # ----------------------------------------------------------------- forward
     def grid_shape(self, height: int, width: int) -> tuple[int, int]:
@@ -180,19 +231,27 @@ class HyperSeg(nn.Module):
         feats = self.backbone(x)
         skips = [x] + [red(f) for red, f in zip(self.reduce, feats)]
         phis: list[torch.Tensor | None] = [None] * len(self.blocks)
+        thetas: list[torch.Tensor | None] = [None] * len(self.blocks)
         if self.config.dynamic:
             phi = self.signal(feats[-1], self.grid_shape(height, width))
-            phis = list(torch.split(phi, self.signal_split, dim=1))
+            parts_phi = [phi[:, a : a + c] for a, c in zip(self.signal_offsets, self.signal_split)]
+            phis[: self.unified_from] = parts_phi[: self.unified_from]
+            if self.unified_mapper is not None:
+                shared = self.blocks[self.unified_from :]
+                chunks = torch.split(self.unified_mapper(parts_phi[-1]), [b.num_weights for b in shared], dim=1)
+                thetas[self.unified_from :] = chunks
+        release = self.config.semantics == "release"
         y = None
-        for level, block, phi_i in zip(self.levels, self.blocks, phis):
+        for level, block, phi_i, theta_i in zip(self.levels, self.blocks, phis, thetas):
             skip = skips[level]
             parts = [skip]
             if y is not None:
                 parts.append(F.interpolate(y, skip.shape[-2:], mode="bilinear", align_corners=False))
             if self.config.positional_encoding:
-                pe = positional_encoding(*skip.shape[-2:], device=skip.device, dtype=skip.dtype)
-                parts.append(pe.expand(skip.shape[0], -1, -1, -1))
-            y = block(torch.cat(parts, dim=1), phi_i)
+                coords = release_coordinates if release else positional_encoding
+                pe = coords(*skip.shape[-2:], device=skip.device, dtype=skip.dtype).expand(skip.shape[0], -1, -1, -1)
+                parts = [pe, *parts] if release else [*parts, pe]  # the release prepends [x, y]
+            y = block(torch.cat(parts, dim=1), phi_i, theta=theta_i)
         if y.shape[-2:] != x.shape[-2:]:  # S and M models stop at stride 2 (Sec. 4)
             y = F.interpolate(y, (height, width), mode="bilinear", align_corners=False)
         return y
@@ -226,9 +285,14 @@ class HyperSeg(nn.Module):
         return resolve_backend(self.dpw_backend, device_type=device_type, needs_grad=needs_grad)
 
     # --------------------------------------------------------------- utilities
+    def weight_mapper_heads(self) -> list[WeightMapperHead]:
+        """Every weight-mapper layer w_i, coarse to fine (the shared one last)."""
+        heads = [b.mapper for b in self.blocks if b.mapper is not None]
+        return heads + ([self.unified_mapper] if self.unified_mapper is not None else [])
+
     def weight_mapper_parameters(self) -> int:
         """|theta^w|: learned parameters of all weight mapper heads w_i (Eq. 6, Table S3)."""
-        return sum(p.numel() for b in self.blocks if b.mapper is not None for p in b.mapper.parameters())
+        return sum(p.numel() for head in self.weight_mapper_heads() for p in head.parameters())
 
     def generated_weights(self, height: int, width: int) -> int:
         """Dynamic weights generated per image: sum_i |theta^{m_i}| * N_h * N_w."""
@@ -246,8 +310,13 @@ class HyperSeg(nn.Module):
         The copy's logits equal this model's eval logits (tested, rtol 1e-4).
         """
         fused = copy.deepcopy(self).eval()
-        for block in fused.blocks:
-            block.fuse_bn_()
+        offset = 0
+        for i, block in enumerate(fused.blocks):
+            if i < fused.unified_from or fused.unified_mapper is None:
+                block.fuse_bn_()
+            else:
+                block.fuse_bn_(fused.unified_mapper.conv.weight[offset : offset + block.num_weights])
+                offset += block.num_weights
         fuse_conv_bn_(fused)
         return fused
 

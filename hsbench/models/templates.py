@@ -65,6 +65,15 @@ class Template:
         expand_ratio: hidden width / C_in of the inverted residual (Table S1: 2).
         context_full_width: the context head keeps all C_n channels (voc-l, see
             :class:`hsbench.models.context_head.ContextHead`).
+        release_module: the authors' model file that builds this template
+            (``hyperseg_v1_0``, ``hyperseg_v1_0_unify`` or ``hyperseg_v0_1``;
+            their ``configs/train/*.py``); decides the border rule under
+            ``semantics="release"``.
+        release_unify_level: ``unify_level`` of the release's config: the
+            levels from index ``unify_level - 1`` (coarse to fine) on share one
+            weight-mapper layer (cityscapes-s: 4); ``None`` = one per level.
+        release_num_classes: classes the release predicts (CamVid: 12, void
+            included); ``None`` = ``num_classes``.
     """
 
     name: str
@@ -80,6 +89,9 @@ class Template:
     context_levels: int
     expand_ratio: int = 2
     context_full_width: bool = False
+    release_module: str = "hyperseg_v1_0"
+    release_unify_level: int | None = None
+    release_num_classes: int | None = None
 
     @property
     def num_levels(self) -> int:
@@ -109,6 +121,7 @@ TEMPLATES: dict[str, Template] = {
             full_block_min_patch=4,
             context_levels=3,
             context_full_width=True,
+            release_module="hyperseg_v0_1",
         ),
         Template(
             name="cityscapes-s",
@@ -122,6 +135,8 @@ TEMPLATES: dict[str, Template] = {
             weight_groups=(32, 16, 8, 16, 4),
             full_block_min_patch=8,
             context_levels=2,
+            release_module="hyperseg_v1_0_unify",
+            release_unify_level=4,
         ),
         Template(
             name="cityscapes-m",
@@ -148,6 +163,7 @@ TEMPLATES: dict[str, Template] = {
             weight_groups=(64, 32, 32, 16, 8),
             full_block_min_patch=8,
             context_levels=2,
+            release_num_classes=12,
         ),
         Template(
             name="camvid-l",
@@ -161,6 +177,7 @@ TEMPLATES: dict[str, Template] = {
             weight_groups=(64, 32, 32, 16, 8, 8),
             full_block_min_patch=8,
             context_levels=2,
+            release_num_classes=12,
         ),
     )
 }

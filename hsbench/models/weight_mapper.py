@@ -16,7 +16,7 @@ from torch import nn
 from hsbench.errors import ConfigError
 
 
-def divide_channels(channels: int, unit: int, weights: list[int]) -> list[int]:
+def divide_channels(channels: int, unit: int, weights: list[int], *, equal_shares: bool = False) -> list[int]:
     """Split ``channels`` into parts proportional to ``weights`` (supplement Algorithm 1).
 
     The channels are counted in units of ``unit`` (the paper uses
@@ -30,10 +30,18 @@ def divide_channels(channels: int, unit: int, weights: list[int]) -> list[int]:
     with line 9 of the printed pseudo-code, which would hand the remainder to
     the first weight with a share of at most one unit.
 
+    With ``equal_shares`` (``semantics="release"``) weights that are equal get
+    equal parts, as in the authors' released code (``divide_feature`` of
+    hyperseg_v1_0.py): equal weights form one group of n members that starts
+    with n units and gets ``floor(max(n w r, n) / n) n - n`` more, groups taken
+    from the largest ``n w`` down, the last group taking the remainder, and the
+    group's units are shared evenly. Without ties both rules give the same split.
+
     Args:
         channels: C, the signal's channel count.
         unit: s_u, the unit size in channels.
         weights: |theta^{m_i}| per meta block, in any order.
+        equal_shares: the release's rule for equal weights (above).
 
     Returns:
         Channels per weight, in the order of ``weights``; they sum to ``channels``.
@@ -51,8 +59,10 @@ def divide_channels(channels: int, unit: int, weights: list[int]) -> list[int]:
             f"{channels} signal channels make {total_units} units of {unit}, "
             f"fewer than the {n} meta blocks that need one each"
         )
-    order = sorted(range(n), key=lambda i: weights[i], reverse=True)
     ratio = total_units / sum(weights)
+    if equal_shares:
+        return [u * unit for u in _equal_share_units(total_units, weights, ratio)]
+    order = sorted(range(n), key=lambda i: weights[i], reverse=True)
     units = [1] * n
     left = total_units - n
     for rank, idx in enumerate(order):
@@ -64,6 +74,34 @@ def divide_channels(channels: int, unit: int, weights: list[int]) -> list[int]:
         units[idx] += extra
         left -= extra
     return [u * unit for u in units]
+
+
+def _equal_share_units(total_units: int, weights: list[int], ratio: float) -> list[int]:
+    """Units per weight under the release's rule (see :func:`divide_channels`)."""
+    groups: list[tuple[int, list[int]]] = []
+    for i in sorted(range(len(weights)), key=lambda i: weights[i]):
+        if groups and groups[-1][0] == weights[i]:
+            groups[-1][1].append(i)
+        else:
+            groups.append((weights[i], [i]))
+    groups.sort(key=lambda g: g[0] * len(g[1]), reverse=True)
+    units = [len(members) for _, members in groups]
+    left = total_units - sum(units)
+    for g, (value, members) in enumerate(groups):
+        m = len(members)
+        if g < len(groups) - 1:
+            extra = min(int(max(value * m * ratio, m) // m) * m - m, left)
+            units[g] += extra
+            left -= extra
+            if left == 0:
+                break
+        else:
+            units[g] += left
+    out = [0] * len(weights)
+    for (_, members), u in zip(groups, units):
+        for i in members:
+            out[i] = u // len(members)
+    return out
 
 
 class WeightMapperHead(nn.Module):

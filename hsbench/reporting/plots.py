@@ -27,8 +27,10 @@ How the figure reads (issue 13):
   (Okabe-Ito palette, colour-blind safe); measured variants of one study that
   differ along an ordered ablation axis (grid 1 -> 4 -> 8 -> 16, weight-mapper
   groups g_w) are joined in axis order and labelled with the axis value; the
-  paper's own ablation rows (Tables S2, S3) likewise. Error bars (+- 1 sd)
-  where a point aggregates n > 1 seeds; a dashed step line marks the Pareto
+  paper's own ablation rows (Tables S2, S3) likewise. Error bars: +-1 sd
+  where a point aggregates n > 1 seeds, or the interval an :class:`Estimate`
+  carries (one run's FPS: its bootstrap interval over timing repeats); the
+  note under the figure says which. A dashed step line marks the Pareto
   front of the measured points of each panel (:func:`pareto_front`).
   Labels are moved apart by adjustText.
 
@@ -196,11 +198,19 @@ def dataset_key(name: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A value over seeds: ``mean``, sample standard deviation ``sd`` (None when n = 1), ``n``."""
+    """A value over seeds: ``mean``, sample sd (None when n = 1), ``n``, and an optional interval.
+
+    ``low``/``high`` (with ``interval``, what they are, e.g. "95% t-interval
+    over seeds" or "95% bootstrap over timing repeats") replace the +-1 sd
+    error bar when given.
+    """
 
     mean: float
     sd: float | None = None
     n: int = 1
+    low: float | None = None
+    high: float | None = None
+    interval: str | None = None
 
     @classmethod
     def of(cls, by_seed: Mapping[int, float | None]) -> Estimate:
@@ -213,6 +223,29 @@ class Estimate:
         if agg.mean is None:
             raise ValueError("an Estimate needs at least one finite value")
         return cls(agg.mean, agg.sd, agg.n)
+
+    @property
+    def spread(self) -> bool:
+        """True when n > 1 seeds differ (an sd of float rounding noise is no spread)."""
+        return self.n > 1 and self.sd is not None and self.sd > 1e-9 * max(1.0, abs(self.mean))
+
+    @property
+    def error(self) -> tuple[float, float] | None:
+        """(below, above) the mean to draw as an error bar: the interval, else +-sd (n > 1)."""
+        if self.low is not None and self.high is not None:
+            return (max(0.0, self.mean - self.low), max(0.0, self.high - self.mean))
+        if self.spread:
+            return (self.sd, self.sd)
+        return None
+
+    @property
+    def bar_text(self) -> str | None:
+        """What the error bar shows ("+-1 sd over 3 seeds", the interval's name), or None."""
+        if self.low is not None and self.high is not None:
+            return self.interval or "interval"
+        if self.spread:
+            return f"+-1 sd over {self.n} seeds"
+        return None
 
 
 @dataclass(frozen=True)
@@ -365,13 +398,24 @@ def points_from_records(records: Sequence[MeasuredRecord], kind: str,
         first = recs[0]
         out.append(MeasuredPoint(
             label=first.label,
-            x=Estimate.of({r.seed: getattr(r, pk.x) for r in recs}),
+            x=_fps_with_interval(recs) if pk.x == "fps" and len(recs) == 1
+            else Estimate.of({r.seed: getattr(r, pk.x) for r in recs}),
             miou=Estimate.of({r.seed: r.miou for r in recs}),
             dataset=ds, dataset_version=version, split=first.split, device=device,
             study=st, budget=budget, knobs=dict(first.knobs), variant_id=vid,
             run_ids=tuple(r.run_id for r in recs),
         ))
     return out
+
+
+def _fps_with_interval(recs: Sequence[MeasuredRecord]) -> Estimate:
+    """One run's FPS with its own bootstrap interval over timing repeats (when stored)."""
+    (rec,) = recs
+    est = Estimate.of({rec.seed: rec.fps})
+    if rec.fps_ci is None:
+        return est
+    return Estimate(est.mean, None, 1, rec.fps_ci[0], rec.fps_ci[1],
+                    "one run's 95% bootstrap interval over timing repeats")
 
 
 def measured_points(store: Store | None, kind: str, study: str | None = None) -> list[MeasuredPoint]:
@@ -507,8 +551,9 @@ def plot_style(width: str | float = "page") -> Iterator[None]:
     """matplotlib's defaults plus hsbench's house style for a figure ``width`` wide.
 
     Independent of the user's matplotlibrc: DejaVu Sans (shipped with
-    matplotlib), 6.5 pt (column) or 7.5 pt (page) text, PDF fonts embedded as
-    TrueType (``pdf.fonttype`` 42). Draw and save inside it.
+    matplotlib), unhinted, 6.5 pt (column) or 7.5 pt (page) text, PDF fonts
+    embedded as TrueType (``pdf.fonttype`` 42). :func:`make_figure` and
+    :func:`save_figure` use it; measure text extents of a drawn figure inside it.
     """
     import matplotlib as mpl
     import matplotlib.style
@@ -578,12 +623,21 @@ def make_figure(
         width: ``"column"`` (3.3 in), ``"page"`` (6.9 in) or inches.
         label_iterations: adjustText iterations (fixed, so that a figure is reproducible).
 
-    Draw and save inside :func:`plot_style` (``save_plot`` does).
+    The figure is drawn in :func:`plot_style`; save it with :func:`save_figure`
+    (which renders in the same style).
 
     Raises:
         ConfigError: unknown kind or width.
         StoreError: unknown study.
     """
+    with plot_style(width):
+        return _make_figure(kind, store, study=study, measured=measured, width=width,
+                            label_iterations=label_iterations)
+
+
+def _make_figure(kind: str, store: Store | None, *, study: str | None,
+                 measured: Sequence[MeasuredPoint] | None, width: str | float,
+                 label_iterations: int) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -755,8 +809,11 @@ def _draw_panel(panel: _Panel, pk: PlotKind, colours: Mapping[str, str]):
             joined[id(p)] = text
     for p in panel.measured:
         c = colours[p.study]
-        if p.miou.n > 1 or p.x.n > 1:
-            ax.errorbar(p.x.mean, p.miou.mean, xerr=p.x.sd or None, yerr=p.miou.sd or None,
+        xerr, yerr = p.x.error, p.miou.error
+        if xerr or yerr:
+            ax.errorbar(p.x.mean, p.miou.mean,
+                        xerr=None if xerr is None else [[xerr[0]], [xerr[1]]],
+                        yerr=None if yerr is None else [[yerr[0]], [yerr[1]]],
                         fmt="none", ecolor=c, elinewidth=0.7, capsize=1.5, zorder=3)
         ax.scatter([p.x.mean], [p.miou.mean], marker=MEASURED_MARKER, s=30,
                    c=c if p.paper_version else "white", edgecolors=c, linewidths=0.9,
@@ -897,6 +954,9 @@ def _legend_items(pk: PlotKind, paper: Sequence[PaperPoint],
     return items
 
 
+_X_NAMES = {"fps": "FPS", "gmacs": "GMACs", "params": "Params"}
+
+
 def _notes(pk: PlotKind, paper: Sequence[PaperPoint], measured: Sequence[MeasuredPoint],
            datasets: Sequence[str]) -> list[str]:
     """Caption lines: what the paper's x means, dataset versions, budgets, error bars."""
@@ -919,9 +979,11 @@ def _notes(pk: PlotKind, paper: Sequence[PaperPoint], measured: Sequence[Measure
     budgets = sorted({p.budget for p in measured})
     if budgets:
         notes.append("Measured budget: " + "; ".join(budgets) + ".")
-    if any(p.miou.n > 1 or p.x.n > 1 for p in measured):
-        ns = sorted({p.miou.n for p in measured})
-        notes.append(f"Error bars: +-1 sd over seeds (n = {', '.join(map(str, ns))}).")
+    for axis, texts in (("mIoU", {p.miou.bar_text for p in measured}),
+                        (_X_NAMES[pk.x], {p.x.bar_text for p in measured})):
+        texts.discard(None)
+        if texts:
+            notes.append(f"{axis} error bars: {'; '.join(sorted(texts))}.")
     return notes
 
 
@@ -994,7 +1056,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = DEFAULT_DP
 
     No dates in svg/pdf, so that the same figure gives the same bytes; the
     file appears whole or not at all (:func:`hsbench.outputs.atomic_output`).
-    Call inside :func:`plot_style` (the PDF font type is read at save time).
+    Rendered in :func:`plot_style` (unhinted glyphs, TrueType fonts in PDF).
 
     Raises:
         ConfigError: unknown suffix or dpi, or the file cannot be written.
@@ -1004,7 +1066,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = DEFAULT_DP
     metadata = {"png": {"Software": None}, "svg": {"Date": None},
                 "pdf": {"CreationDate": None, "ModDate": None}}[fmt]
     try:
-        with atomic_output(path) as tmp:
+        with plot_style(fig.get_figwidth()), atomic_output(path) as tmp:
             fig.savefig(tmp, dpi=check_dpi(dpi), format=fmt, metadata=metadata)
     except OSError as exc:
         raise ConfigError(f"cannot write plot {str(path)!r}: {exc.strerror or exc}") from None
@@ -1016,9 +1078,9 @@ def figure_svg(kind: str, store: Store | None = None, *, study: str | None = Non
     """Plot ``kind`` as an SVG document (text as paths: no font needed), e.g. for HTML reports."""
     import io
 
-    with plot_style(width):
-        fig = make_figure(kind, store, study=study, width=width)
-        buf = io.StringIO()
+    fig = make_figure(kind, store, study=study, width=width)
+    buf = io.StringIO()
+    with plot_style(fig.get_figwidth()):
         fig.savefig(buf, format="svg", metadata={"Date": None})
     return buf.getvalue()
 
@@ -1049,9 +1111,8 @@ def save_plot(
         check_output_path(path, db_url=store.url)  # never the results database
     if store is not None and study is not None:
         store.get_study(study)  # unknown study -> StoreError before drawing
-    with plot_style(width):
-        fig = make_figure(kind, store, study=study, measured=measured, width=width)
-        return save_figure(fig, path, dpi=dpi)
+    fig = make_figure(kind, store, study=study, measured=measured, width=width)
+    return save_figure(fig, path, dpi=dpi)
 
 
 __all__ = [

@@ -26,6 +26,10 @@ PostgreSQL (a team's shared server)
     ``BEGIN IMMEDIATE``; readers take no lock and never wait. A read-only open
     sets ``default_transaction_read_only``: the server itself refuses writes.
 
+On both backends, then, hsbench's write transactions run one at a time per
+database, and a read-check-write inside one of them (an upsert, claiming a
+run) cannot race another hsbench process. Reads see committed rows only.
+
 Any other SQLAlchemy URL is passed through untouched, without these guarantees.
 """
 
@@ -52,7 +56,6 @@ BUSY_TIMEOUT_S = 60.0
 #: Key of the PostgreSQL advisory lock every hsbench write transaction holds
 #: (a signed 64-bit integer; advisory locks are per database).
 PG_WRITE_LOCK = 0x68736265_6E6368  # "hsbench" in ASCII
-
 
 
 class MissingDatabaseError(StoreError):
