@@ -2,28 +2,31 @@
 
 submitit (``pip install hsbench[launch]``) submits to SLURM where its client
 commands are installed and runs jobs as local processes otherwise; its
-``debug`` executor runs them in this process (tests). Each job runs the
-worker (:func:`hsbench.runner.execute_job`) inside a
-:class:`hsbench.jobs.WorkerTask`; the worker writes ``record.json`` to the run
-folder and never touches the database. This process claims each run folder,
-records the runs, waits for the jobs and stores each record in one
-transaction, as the local executor does.
+``debug`` executor runs them in this process (tests). Each job runs
+:func:`hsbench.worker.run_job` inside a :class:`hsbench.jobs.WorkerTask`; the
+worker writes ``record.json`` to the run folder atomically, returns the
+:class:`~hsbench.record.RunRecord` and never touches the database. This
+process claims each run (folder lock and database claim, through the public
+API of :mod:`hsbench.orchestrate`), waits for the jobs and stores each record
+in one transaction, as the local executor does.
 
-On SLURM (see README "Running on SLURM"):
+On SLURM (README "Running on SLURM"):
 
 * **resources** come from the study's ``[launch]`` table and ``hsbench run``
   options (:mod:`hsbench.resources`); :func:`plan` checks them against the
-  partition with ``sinfo`` before anything is stored or submitted, and fills
-  the defaults from what its nodes offer. The resolved request is recorded
-  with each run (``extra.launch``). The study's jobs go out as one job array
+  partition with ``sinfo`` before anything is stored or submitted and fills
+  the defaults from what its nodes offer. The resolved request is stored with
+  each run (``runs.launch``). The study's jobs go out as one job array
   (``array_parallelism`` of them run at once).
 * **queue state**: while jobs wait, each job's state and pending reason
   (``squeue``) is printed when it changes, and a summary every
   ``--queue-interval`` seconds; ``--wait-timeout`` stops waiting and leaves or
   cancels the jobs (``--on-timeout``) (:func:`hsbench.jobs.wait_for_jobs`).
+  A rerun finds a left job still queued or running by the run's ``job_id``
+  and waits for it instead of submitting it again.
 * **multi-GPU**: ``gpus_per_node > 1`` trains one variant with DDP as one job
   of one task per GPU (``tasks_per_node > 1`` does the same on CPU, gloo).
-* **preemption**: SIGUSR2 (near the time limit, or sent by the cluster) and
+* **preemption**: SIGUSR2 (near the time limit, or from the cluster) and
   ``scontrol requeue`` requeue the job, which resumes from its checkpoint;
   the run keeps its database row.
 
@@ -38,13 +41,21 @@ Settings that are not resources (environment variables):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hsbench.errors import ConfigError, StoreError
+from hsbench.orchestrate import Admitted, Executor, StudyRun, result_text
+from hsbench.record import RunRecord
 from hsbench.resources import LaunchConfig, Resources
+from hsbench.worker import RECORD_NAME
+
+if TYPE_CHECKING:
+    from hsbench.config import Variant
+    from hsbench.jobs import WaitOptions, Watched
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -93,15 +104,16 @@ class LaunchPlan:
     cluster: str
     resources: Resources | None
     config: LaunchConfig
-    wait: Any
+    wait: WaitOptions
 
 
-def plan(config: LaunchConfig, *, device: str, wait: Any = None, cluster: str | None = None) -> LaunchPlan:
-    """Check a study's launch settings against the cluster before anything is stored or submitted.
+def plan(config: LaunchConfig, *, device: str, wait: WaitOptions | None = None, cluster: str | None = None,
+         ) -> LaunchPlan:
+    """Check a study's launch settings against the cluster; nothing is stored or submitted.
 
     Args:
         config: the study's ``[launch]`` table merged with the command line.
-        device: the run's torch device string (``cpu``, ``cuda``, ``cuda:1``).
+        device: the run's device as the user gave it (``auto``, ``cpu``, ``cuda``, ``cuda:1``).
         wait: :class:`hsbench.jobs.WaitOptions` (default: wait until every job ends).
         cluster: force a cluster (default: :func:`pick_cluster`).
 
@@ -146,109 +158,127 @@ def make_executor(folder: Path, launch: LaunchPlan) -> Any:
     return executor
 
 
-def _ended_without_result(w: Any) -> str:
-    log = w.job.paths.stderr
-    return (f"SLURM ended job {w.job_id} as {w.ended_state} before it wrote a result; "
-            f"see its log {str(log).replace('%t', '0')}")
+def submitit_executor(launch: LaunchPlan) -> Executor:
+    """The :data:`hsbench.orchestrate.Executor` that runs a study's jobs as ``launch`` says."""
+    return functools.partial(run_submitit, launch=launch)
 
 
-def run_submitit(todo: list, *, store: Any, study: Any, dev: str, max_iters: int | None, force: bool,
-                 runs_dir: Path, out: Any, outcome: Any, total: int, launch: LaunchPlan | None = None) -> None:
-    """Submit every ``(variant, seed)`` in ``todo`` (one job array), then store each result as its job ends.
+def _left_job(run: StudyRun, a: Admitted, folder: Path, launch: LaunchPlan) -> Any | None:
+    """The job of a resumed run that a former ``--on-timeout leave`` left queued or running, if any."""
+    from hsbench import slurm
+
+    if launch.cluster != "slurm" or not a.how.startswith("resuming"):
+        return None
+    summary = run.store.get_run(a.run_id).run
+    if not summary.job_id:
+        return None
+    q = slurm.queue([summary.job_id]).get(summary.job_id)
+    if q is None or q.ended:
+        return None
+    import submitit
+
+    tasks = int((summary.launch or {}).get("tasks_per_node") or 1)
+    return submitit.SlurmJob(folder=folder, job_id=summary.job_id, tasks=tuple(range(tasks)))
+
+
+def _ended_without_result(w: Watched) -> StoreError:
+    log = str(w.job.paths.stderr).replace("%t", "0")
+    return StoreError(f"SLURM ended job {w.job_id} as {w.ended_state} before it wrote a result; see its log {log}")
+
+
+def run_submitit(todo: list[tuple[Variant, int]], run: StudyRun, launch: LaunchPlan | None = None) -> None:
+    """Executor: submit every ``(variant, seed)`` in ``todo`` (one job array), then store each record as its job ends.
+
+    Each job is admitted first (:meth:`hsbench.orchestrate.StudyRun.admit`: run
+    folder locked, run claimed in the database, both held until the job's
+    record is stored); a finished ``record.json`` already in the run folder is
+    stored without submitting. The workers run :func:`hsbench.worker.run_job`
+    in a :class:`hsbench.jobs.WorkerTask`.
+
+    Args:
+        todo: the ``(variant, seed)`` pairs to run.
+        run: the study run (claims, store, printer).
+        launch: resources and waiting (default: :func:`plan` of the study's ``[launch]`` table).
 
     Raises:
         hsbench.jobs.WaitTimeout: ``--wait-timeout`` passed (jobs left or cancelled as ``--on-timeout`` says).
         KeyboardInterrupt: after cancelling the unfinished jobs and marking their runs interrupted.
     """
-    from hsbench import runner as R
-    from hsbench.jobs import (
-        WaitTimeout,
-        Watched,
-        WorkerTask,
-        quiet_submitit,
-        wait_for_jobs,
-    )
+    from hsbench.jobs import WaitTimeout, Watched, WorkerTask, quiet_submitit, wait_for_jobs
+    from hsbench.worker import run_job
 
-    launch = launch or plan(LaunchConfig(), device=dev)
-    folder = Path(os.environ.get("HSBENCH_SUBMITIT_FOLDER") or Path(runs_dir) / "submitit")
+    launch = launch or plan(run.study.launch, device=run.options.device)
+    folder = Path(os.environ.get("HSBENCH_SUBMITIT_FOLDER") or Path(run.options.runs_dir) / "submitit")
     executor = make_executor(folder, launch)
     quiet_submitit()
     r = launch.resources
     asked = f"; asking {r.request_text()} on partition {r.partition}" if r is not None else ""
-    out(f"submitit: {executor.cluster} executor, logs in {folder}{asked}")
-    index = {id(v): i for i, v in enumerate(study.variants)}
-    admitted: list[tuple[Any, Any, Path, str, int, str]] = []  # (outcome, spec, run_dir, head, run_id, how)
-    watched: list[Any] = []
-    with contextlib.ExitStack() as locks:
+    run.out(f"submitit: {executor.cluster} executor, logs in {folder}{asked}")
+    to_submit: list[Admitted] = []
+    watched: list[Watched] = []
+    with contextlib.ExitStack() as held:
         try:
             for k, (v, seed) in enumerate(todo, start=1):
-                vid = v.variant_id()
-                run_dir = R.run_dir_for(runs_dir, vid, seed, max_iters)
-                head = R._job_head(k, todo, v, seed, study, index)
-                o = R.JobOutcome(v.name, vid, seed, "failed")
-                mine = locks.enter_context(R.claim(run_dir))
-                got = R._admit(store, study, v, seed, o, mine=mine, head=head, out=out, outcome=outcome,
-                               dev=dev, max_iters=max_iters, force=force, run_dir=run_dir)
-                if got is None:
+                a = held.enter_context(run.admit(k, v, seed))
+                if a is None:
                     continue
-                run_id, record, how, spec = got
-                if record is not None:
-                    R._store_record(store, run_id, record, o)
-                    out(f"{head}: stored the finished {R.RECORD_NAME} of {how}")
+                if a.record is not None:
+                    run.store_record(a, a.record)
+                    run.out(f"{a.head}: stored the finished {RECORD_NAME} of {a.how}")
                     continue
-                admitted.append((o, spec, run_dir, head, run_id, how))
+                left = _left_job(run, a, folder, launch)
+                if left is not None:
+                    run.out(f"{a.head}: job {left.job_id} of {a.how} is still in the queue; waiting for it")
+                    watched.append(Watched(left, a.head, a))
+                    continue
+                to_submit.append(a)
 
-            task = WorkerTask(R.execute_job)
+            task = WorkerTask(run_job)
             with executor.batch():
-                jobs = [executor.submit(task, spec) for _o, spec, *_ in admitted]
-            for job, (o, spec, run_dir, head, run_id, how) in zip(jobs, admitted):
-                extra = {"submitit_job": str(job.job_id), "executor": executor.cluster}
-                if r is not None:
-                    extra["launch"] = r.to_dict()
-                store.update_run(run_id, extra=extra)
-                out(f"{head}: submitted as job {job.job_id} ({how})")
-                watched.append(Watched(job, head, (o, spec, run_dir, run_id)))
+                jobs = [executor.submit(task, a.job) for a in to_submit]
+            for job, a in zip(jobs, to_submit):
+                run.store.update_run(a.run_id, job_id=str(job.job_id), executor=f"submitit-{executor.cluster}",
+                                     launch=r.to_dict() if r is not None else None)
+                run.out(f"{a.head}: submitted as job {job.job_id} ({a.how})")
+                watched.append(Watched(job, a.head, a))
 
-            for w in wait_for_jobs(watched, launch.wait, out, cluster=executor.cluster):
-                o, spec, run_dir, run_id = w.tag
+            for w in wait_for_jobs(watched, launch.wait, run.out, cluster=executor.cluster):
+                a = w.tag
                 try:
                     if w.ended_state is not None:
-                        raise StoreError(_ended_without_result(w))
+                        raise _ended_without_result(w)
                     tasks = w.job.results()
-                    path = tasks[0].value
-                    record = R.read_record(path, spec) if path else None
-                    if record is None:
-                        raise StoreError(f"job {w.job_id} wrote no readable {R.RECORD_NAME} in {run_dir}")
-                    R._store_record(store, run_id, record, o)
+                    record = tasks[0].value
+                    if not isinstance(record, RunRecord):
+                        raise StoreError(f"job {w.job_id} returned {type(record).__name__}, not a RunRecord")
+                    run.store_record(a, record)
                     more = f", {len(tasks)} DDP ranks" if len(tasks) > 1 else ""
                     more += f", restarted {tasks[0].restarts}x by SLURM" if tasks[0].restarts else ""
-                    out(f"{w.head}: finished: {R._result_text(o)}{more}")
+                    run.out(f"{a.head}: finished: {result_text(record)}{more}")
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one failing job must not stop the study
-                    R._fail(store, run_id, exc, run_dir, o)
-                    out(f"{w.head}: FAILED: {o.error}")
+                    run.fail(a, exc)
+                    run.out(f"{a.head}: FAILED: {a.outcome.error}")
         except WaitTimeout as exc:
             for w in exc.jobs:
-                o, _spec, _run_dir, run_id = w.tag
-                o.status = "interrupted"
+                a = w.tag
+                a.outcome.status = "interrupted"
                 if exc.cancelled:
                     with contextlib.suppress(StoreError):
-                        store.fail_run(run_id, f"job {w.job_id} cancelled after --wait-timeout; "
-                                               "run the study again to resume from the checkpoint")
+                        run.store.fail_run(a.run_id, f"job {w.job_id} cancelled after --wait-timeout; "
+                                                     "run the study again to resume from the checkpoint")
             raise
         except KeyboardInterrupt:
             for w in watched:
-                o, _spec, _run_dir, run_id = w.tag
-                if o.status == "failed" and o.error is None:
+                a = w.tag
+                if a.outcome.status == "failed" and a.outcome.error is None:
                     with contextlib.suppress(Exception):
                         w.job.cancel(check=False)
-                    o.status = "interrupted"
-                    with contextlib.suppress(StoreError):
-                        store.fail_run(run_id, "interrupted (Ctrl-C) while waiting for the submitit job; "
-                                               "run the study again to resume from the checkpoint")
-            out("interrupted; unfinished jobs cancelled and their runs marked failed")
+                    run.interrupted(a, "the submitit job")
+            run.out("interrupted; unfinished jobs cancelled and their runs marked failed")
             raise
 
 
-__all__ = ["CLUSTERS", "LaunchPlan", "make_executor", "pick_cluster", "plan", "require_submitit", "run_submitit"]
+__all__ = ["CLUSTERS", "LaunchPlan", "make_executor", "pick_cluster", "plan", "require_submitit", "run_submitit",
+           "submitit_executor"]

@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny study, a results database with one finished run, and
-``refused``, the one check every bad-input test makes.
+"""Shared fixtures: a tiny study, a tiny model config (camvid-s on a tiny backbone), a
+results database with one finished run, and ``refused``, the one check every
+bad-input test makes.
 
 ``refused(argv, *fragments)`` runs ``hsbench.cli.main(argv)`` in-process and
 asserts the README's promise for bad input: exactly one ``error:`` line on
@@ -48,12 +49,27 @@ batch_size = 2
 
 
 @pytest.fixture(scope="session")
+def tiny_model_config():
+    """``ModelConfig`` of camvid-s on the tiny backbone (timm's ``test_efficientnet``, 82 k params).
+
+    For model tests that check shapes and wiring, not Table S1's numbers: the
+    decoder is camvid-s's, the backbone random and small (segmentation_models_pytorch
+    tests its decoders on tiny encoders the same way). g_w = 8 at every level,
+    since the tiny signal head has 256 channels.
+    """
+    from hsbench.models import ModelConfig
+
+    return ModelConfig(template="camvid-s", backbone="test_efficientnet", weight_groups=(8,) * 5)
+
+
+@pytest.fixture(scope="session")
 def tiny_study_text() -> str:
     """The text of :data:`TINY_STUDY` (study ``good``: camvid-s, synthetic 64x64, 2 iterations)."""
     return TINY_STUDY
 
 
 def _make_results_db(path: Path) -> Path:
+    import recordkit as rk
     from hsbench.store import Store
 
     with Store.open(f"sqlite:///{path}") as store:
@@ -61,9 +77,10 @@ def _make_results_db(path: Path) -> Path:
         store.upsert_variant("0123456789abcdef", {"model": {"template": "camvid-s"}}, study="good", label="v")
         run = store.start_run("0123456789abcdef", study="good", seed=0, budget_iters=2, device="cpu",
                               dataset="synthetic", resolution="64x64")
-        store.finish_run(run, metrics={"miou": 0.5, "macc": 0.6, "pixel_acc": 0.7},
-                         complexity={"params_learned": 10, "gmacs_thop": 0.1, "resolution": "64x64"},
-                         speed={"fps": 10.0, "device": "cpu", "resolution": "64x64"})
+        store.finish_run(run, rk.record(
+            "0123456789abcdef", metrics=rk.metrics(miou=0.5, macc=0.6, pixel_acc=0.7),
+            complexity=rk.complexity(params_learned=10, gmacs_thop=0.1, resolution="64x64"),
+            speed=rk.speed(fps=10.0, device="cpu", resolution="64x64")))
     return path
 
 

@@ -10,6 +10,8 @@ study, and one CamVid run on the paper's 960x720 version.
 
 from __future__ import annotations
 
+import recordkit as rk
+
 from hsbench.store import Store
 
 CAMVID_SEGNET = "CamVid 480x360 (SegNet layout)"
@@ -26,10 +28,10 @@ def _run(store: Store, study: str, vid: str, model: dict, *, label: str, seed: i
                          label=label)
     rid = store.start_run(vid, study=study, seed=seed, budget_iters=budget, dataset=dataset,
                           dataset_version=version, resolution=resolution)
-    store.finish_run(rid, metrics={"miou": miou, "split": "test" if dataset == "camvid" else "val"},
-                     complexity={"params_learned": int(params * 1e6), "gmacs_thop": gmacs},
-                     speed={"fps": fps, **{k: fps * v if k.startswith("fps_ci") else v
-                                           for k, v in device.items()}})
+    store.finish_run(rid, rk.record(
+        vid, seed, metrics=rk.metrics(miou=miou, split="test" if dataset == "camvid" else "val"),
+        complexity=rk.complexity(params_learned=int(params * 1e6), gmacs_thop=gmacs),
+        speed=rk.speed(fps=fps, **{k: fps * v if k.startswith("fps_ci") else v for k, v in device.items()})))
 
 
 def fill_quickstart(store: Store) -> None:

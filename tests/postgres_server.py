@@ -11,8 +11,9 @@ Loaded by ``tests/conftest.py`` as a pytest plugin. Fixtures:
     and CI runs as root: then the server runs as the ``postgres`` system user
     through ``runuser -u postgres --``, its folders owned by that user. It is
     stopped (``pg_ctl stop -m immediate``) and its folder removed whatever
-    happens: at the end of the session, and at interpreter exit if the
-    session is killed first. Without the binaries (or, as root, without
+    happens: at the end of the session, at interpreter exit, and, should the
+    test process be killed outright, by a detached watchdog that waits for
+    that process to end. Without the binaries (or, as root, without
     ``runuser`` or a ``postgres`` user) every test using it is skipped, with
     the reason.
 
@@ -31,6 +32,7 @@ import atexit
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -98,7 +100,10 @@ class PostgresServer:
         return self.base / "socket"
 
     def start(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="hsbench-pg-"))
+        # In /tmp, not $TMPDIR: the postgres user must reach it (a $TMPDIR under /root is
+        # closed to it) and a Unix socket's path must stay under 108 bytes.
+        self.base = Path(tempfile.mkdtemp(prefix="hsbench-pg-",
+                                          dir="/tmp" if os.path.isdir("/tmp") else None))
         os.chmod(self.base, 0o755)  # the postgres user must reach its folders inside
         data, sock = self.base / "data", self.socket_dir
         data.mkdir(mode=0o700)
@@ -126,6 +131,16 @@ class PostgresServer:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             self.stop()
             raise RuntimeError(f"PostgreSQL did not start: {proc.stderr.strip()}\n{tail}")
+        self._watchdog(data)
+
+    def _watchdog(self, data: Path) -> None:
+        """A detached shell that stops the server and removes its folder once this process
+        is gone, even when it was killed (SIGKILL, a CI timeout) and atexit never ran."""
+        stop = shlex.join(self._cmd("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"))
+        script = (f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 2; done; "
+                  f"{stop} >/dev/null 2>&1; rm -rf {shlex.quote(str(self.base))}")
+        subprocess.Popen(["sh", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self) -> None:
         if self.base is None:

@@ -35,7 +35,7 @@ class Tiny(nn.Module):
 
 
 def test_train_command_runs_and_prints_json(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_mod, "_build_model", Tiny)
+    monkeypatch.setattr(run_mod, "build_model", Tiny)
     r = CliRunner().invoke(_app(), [
         "train", "--run-dir", str(tmp_path / "r"), "--dataset", "synthetic", "--iterations", "3",
         "--batch-size", "2", "--crop", "24x16", "--eval-resolution", "32x32", "--device", "cpu", "--json",

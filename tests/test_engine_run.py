@@ -1,6 +1,6 @@
 """run_variant (issue 3 item 6): train + evaluate + result, resume from run_dir.
 
-The model is a tiny stand-in (patched over ``hsbench.engine.run._build_model``)
+The model is a tiny stand-in (patched over ``hsbench.engine.run.build_model``)
 so the tests stay fast; the data are hsbench's synthetic shapes.
 """
 
@@ -52,7 +52,7 @@ def tiny_models(monkeypatch):
         built.append(m)
         return m
 
-    monkeypatch.setattr(run_mod, "_build_model", build)
+    monkeypatch.setattr(run_mod, "build_model", build)
     return built
 
 
@@ -94,12 +94,12 @@ def test_run_variant_resumes_from_run_dir_to_the_same_weights(tmp_path, tiny_mod
     mc = ModelConfig(template="camvid-s")
     full = run_variant(mc, DATA, TRAIN, run_dir=tmp_path / "full", device="cpu")
 
-    original = run_mod._build_model
-    monkeypatch.setattr(run_mod, "_build_model", lambda cfg: original(cfg, crash_at=3))
+    original = run_mod.build_model
+    monkeypatch.setattr(run_mod, "build_model", lambda cfg: original(cfg, crash_at=3))
     with pytest.raises(KeyboardInterrupt):  # killed during iteration 3, after the checkpoint at 2
         run_variant(mc, DATA, TRAIN, run_dir=tmp_path / "run", device="cpu")
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["iteration"] == 2
-    monkeypatch.setattr(run_mod, "_build_model", original)
+    monkeypatch.setattr(run_mod, "build_model", original)
 
     res = run_variant(mc, DATA, TRAIN, run_dir=tmp_path / "run", device="cpu")
     assert res.start_iteration == 2 and res.iterations_done == 6

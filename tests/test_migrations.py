@@ -9,6 +9,7 @@ import json
 import shlex
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -160,14 +161,33 @@ def build_0_1_0_database(url: str) -> None:
     engine.dispose()
 
 
-def _read_legacy_columns(url: str) -> dict[str, list[tuple]]:
-    """Every row of every 0.1.0 table, 0.1.0's columns only, in id order, timestamps in UTC."""
+def _revision_0002() -> Any:
+    """The module of migration 0002 (its file name starts with a digit)."""
+    import importlib.util
+
+    path = migrations.MIGRATIONS_DIR / "versions" / "0002_run_record_columns.py"
+    spec = importlib.util.spec_from_file_location("hsbench_migration_0002", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _read_legacy_columns(url: str, *, upgraded: bool = False) -> dict[str, list[tuple]]:
+    """Every row of every 0.1.0 table, 0.1.0's columns only, in id order, timestamps in UTC.
+
+    ``upgraded``: read a database past revision 0002, where ``extra`` is gone (its
+    keys moved into columns) and some speed columns were renamed: those columns
+    are read under their new names and ``extra`` is left out.
+    """
+    renames = _revision_0002().SPEED_RENAMES if upgraded else {}
     engine = create_engine(url)
     out = {}
     with engine.connect() as con:
         for name in TABLE_ORDER:
             table = LEGACY_0_1_0.tables[name]
-            rows = con.execute(table.select().order_by(table.c.id)).all()
+            cols = [c.name for c in table.columns if not (upgraded and c.name == "extra")]
+            names = [renames.get(c, c) if name == "speed" else c for c in cols]
+            rows = con.execute(text(f"select {', '.join(names)} from {name} order by id")).all()
             out[name] = [
                 tuple(v.replace(tzinfo=v.tzinfo or timezone.utc).astimezone(timezone.utc)
                       if isinstance(v, datetime) else v for v in row)
@@ -241,11 +261,30 @@ def test_0_1_0_database_upgrades_with_every_row_kept(db_url, tmp_path, monkeypat
     else:
         assert f"upgraded from schema revision 0001 to {head} (hsbench 0.1.0 database)" in done
     assert _scalar(db_url, "select version_num from alembic_version") == head
-    after = _read_legacy_columns(db_url)
+    upgraded = int(head) >= 2
+    after = _read_legacy_columns(db_url, upgraded=upgraded)
     (info,) = after.pop("schema_info")
     assert info[1] == int(head)  # schema_info.version follows the revision
     assert before.pop("schema_info")[0][1] == 1
-    assert after == before  # every row, every 0.1.0 column, unchanged
+    if upgraded:  # 0002 folded every extra column into typed columns
+        moved = _revision_0002()
+        known = {
+            "runs": set(moved.RUN_KEYS), "metrics": {"per_class_acc", *moved.TRAINING_KEYS},
+            "complexity": {"grid", *moved.COMPLEXITY_KEYS, *moved.COMPLEXITY_JSON},
+            "speed": {*moved.SPEED_KEYS, *moved.SPEED_JSON},
+        }
+        for name, keys in known.items():
+            i = [c.name for c in LEGACY_0_1_0.tables[name].columns].index("extra")
+            for row in before[name]:
+                extra = row[i] if isinstance(row[i], dict) or row[i] is None else json.loads(row[i])
+                assert set(extra or {}) <= keys | moved.DROPPED_KEYS[name], (name, extra)
+            before[name] = [row[:i] + row[i + 1:] for row in before[name]]
+    assert after == before  # every row, every 0.1.0 column (renamed or not), unchanged
+    if upgraded:
+        with Store.open(db_url, create=False) as store:  # and every finished run reads back as a record
+            for d in store.finished_runs():
+                assert d.record.metrics.per_class_acc and d.training.iterations_done > 0
+                assert d.speed[0].weights and d.complexity.counters
 
     assert main(report) == 0
     table_after = capsys.readouterr().out

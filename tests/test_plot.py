@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import typer
+from plot_fixtures import CAMVID_SEGNET, fill_quickstart, fill_two_datasets
 from typer.testing import CliRunner
 
 from hsbench.errors import ConfigError, StoreError
@@ -30,7 +31,6 @@ from hsbench.reporting.plots import (
     save_plot,
 )
 from hsbench.store import Store
-from plot_fixtures import CAMVID_SEGNET, fill_quickstart, fill_two_datasets
 
 
 @pytest.fixture(scope="module")

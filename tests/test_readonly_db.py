@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import recordkit as rk
 from sqlalchemy.exc import SQLAlchemyError
 
 import hsbench
@@ -38,9 +39,10 @@ def _fill(url: str) -> None:
         store.upsert_variant("v1", {"model": {"template": "camvid-s"}}, study="ro", label="S")
         rid = store.start_run("v1", study="ro", device="cpu", dataset="camvid",
                               resolution="480x360", budget_iters=2)
-        store.finish_run(rid, metrics={"miou": 0.41, "macc": 0.5, "pixel_acc": 0.8},
-                         complexity={"params_learned": 10, "gmacs_thop": 1.5},
-                         speed={"fps": 12.0, "device": "cpu", "resolution": "480x360"})
+        store.finish_run(rid, rk.record(
+            "v1", metrics=rk.metrics(miou=0.41, macc=0.5, pixel_acc=0.8),
+            complexity=rk.complexity(params_learned=10, gmacs_thop=1.5),
+            speed=rk.speed(fps=12.0, device="cpu", resolution="480x360")))
 
 
 def _state(folder: Path) -> dict[str, str]:
@@ -76,7 +78,7 @@ def test_read_only_store_cannot_write(db_url):
             with store.engine.begin() as con:
                 con.exec_driver_sql("delete from metrics")
     with Store.open(db_url, create=False) as store:
-        assert store.get_run(1).metrics["miou"] == pytest.approx(0.41)
+        assert store.get_run(1).metrics.miou == pytest.approx(0.41)
 
 
 def test_reader_sees_a_live_writers_rows(tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import recordkit as rk
 import typer
 from typer.testing import CliRunner
 
@@ -131,13 +132,14 @@ def _add(store, study, vid, cfg, *, miou, fps, device, device_name, params=9.9e6
     rid = store.start_run(vid, study=study, budget_iters=budget, max_iters=max_iters,
                           device=device, dataset=dataset, dataset_version=version,
                           resolution=res)
-    store.finish_run(
-        rid,
-        metrics={"miou": miou, "split": split},
-        complexity={"params_learned": params, "params_weight_mapper": theta_w,
-                    "gmacs_thop": gmacs, "resolution": res},
-        speed={"fps": fps, "device": device, "device_name": device_name, "resolution": res},
-    )
+    store.finish_run(rid, rk.record(
+        vid,
+        metrics=rk.metrics(miou=miou, split=split),
+        complexity=rk.complexity(params_learned=int(params),
+                                 params_weight_mapper=None if theta_w is None else int(theta_w),
+                                 gmacs_thop=gmacs, resolution=res),
+        speed=rk.speed(fps=fps, device=device, device_name=device_name, resolution=res),
+    ))
     return rid
 
 

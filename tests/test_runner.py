@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from hsbench.cli import main
+from hsbench.record import RunRecord
 from hsbench.store import Store
 
 torch.set_num_threads(1)
@@ -98,11 +99,11 @@ def counts(db: Path) -> dict[str, int]:
 
 
 def orphan_rows(db: Path) -> int:
-    """Result rows (metrics, complexity, speed) that belong to a run that is not finished."""
+    """Result rows (metrics, training, complexity, speed) that belong to a run that is not finished."""
     con = sqlite3.connect(db)
     try:
         n = 0
-        for table in ("metrics", "complexity", "speed"):
+        for table in ("metrics", "training", "complexity", "speed"):
             n += con.execute(
                 f"select count(*) from {table} t join runs r on r.id = t.run_id where r.status != 'finished'"
             ).fetchone()[0]
@@ -127,18 +128,21 @@ def test_run_stores_everything_then_rerun_does_nothing(env, capsys):
             d = store.get_run(r.id)
             assert r.budget_iters == 2 and r.max_iters is None and r.seed == 0
             assert r.resolution == "64x64" and r.dataset == "synthetic" and r.dataset_version
-            assert 0.0 <= d.metrics["miou"] <= 1.0 and d.metrics["split"] == "val"
-            assert d.metrics["confusion_matrix"] and d.metrics["protocol"]["ignore_index"] == 255
-            assert d.complexity["gmacs_thop"] > 0 and d.complexity["params_learned"] > 0
-            assert d.complexity["gmacs_fvcore"] is None  # not counted: missing, never zero
+            assert 0.0 <= d.metrics.miou <= 1.0 and d.metrics.split == "val"
+            assert d.metrics.confusion_matrix and d.metrics.protocol["ignore_index"] == 255
+            assert set(d.metrics.per_class_acc) == set(d.metrics.per_class_iou)  # stored, per class
+            assert d.complexity.gmacs_thop > 0 and d.complexity.params_learned > 0
+            assert d.complexity.gmacs_fvcore is None  # not counted: missing, never zero
+            assert d.training.iterations_done == 2 and d.training.device == "cpu"
             (sp,) = d.speed
-            assert sp["device"] == "cpu" and sp["fps"] > 0 and sp["latency_median_ms"] > 0
-            assert sp["resolution"] == "64x64" and sp["batch"] == 1 and sp["bn_fused"] is True
-            assert sp["torch"] and sp["provenance"]["torch_version"]
+            assert sp.device == "cpu" and sp.fps > 0 and sp.latency_median_ms > 0
+            assert sp.resolution == "64x64" and sp.batch_size == 1 and sp.bn_fused is True
+            assert sp.torch_version and sp.provenance["torch_version"] and sp.config["timed_frames"] == 2
             assert d.config["model"]["grid_size"] in (1, 2) and "seed" not in d.config["train"]
-        # the worker's record is in the run folder
-        rec = Path(runs[0].checkpoint_path).parent / "record.json"
-        assert rec.is_file()
+            # the worker's record.json and the stored rows are one and the same record
+            rec = Path(r.run_dir) / "record.json"
+            assert RunRecord.read(rec) == d.record
+            assert d.record.device == "cpu" and r.device == "cpu" and r.host and r.claimed_by is None
     before = dump(db)
     assert main(["run", f, "--db", url, "--device", "cpu"]) == 0
     out = capsys.readouterr().out
@@ -153,7 +157,7 @@ def test_max_iters_is_recorded_and_force_reruns(env, capsys):
     with Store.open(url, create=False) as store:
         (r,) = store.list_runs()
         assert (r.budget_iters, r.max_iters) == (3, 1)
-        assert store.get_run(r.id).metrics["extra"]["iterations_done"] == 1
+        assert store.get_run(r.id).training.iterations_done == 1
     # a smoke run does not count as the full budget
     assert main(["run", f, "--db", url, "--device", "cpu"]) == 0
     # and --force reruns a finished one from scratch
@@ -162,7 +166,7 @@ def test_max_iters_is_recorded_and_force_reruns(env, capsys):
     with Store.open(url, create=False) as store:
         runs = store.list_runs()
         assert [(r.status, r.max_iters) for r in runs] == [("finished", 1), ("finished", None), ("finished", 1)]
-        assert store.get_run(runs[2].id).metrics["extra"]["start_iteration"] == 0
+        assert store.get_run(runs[2].id).training.start_iteration == 0
 
 
 def _failing_run_variant(exc_factory):
@@ -238,7 +242,7 @@ def test_ctrl_c_marks_the_run_and_rerun_resumes(env, capsys, monkeypatch):
 
 def test_a_record_left_unstored_is_stored_without_recomputing(env, capsys, monkeypatch):
     import hsbench.engine.run as engine_run
-    import hsbench.runner as runner
+    from hsbench.orchestrate import StudyRun
 
     cwd, url, db = env
     f = tiny(cwd, grids="[1]")
@@ -246,7 +250,7 @@ def test_a_record_left_unstored_is_stored_without_recomputing(env, capsys, monke
     def die(*args, **kwargs):  # the process "dies" after the worker wrote record.json
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "_store_record", die)
+    monkeypatch.setattr(StudyRun, "store_record", die)
     assert main(["run", f, "--db", url, "--device", "cpu"]) == 130
     monkeypatch.undo()
     monkeypatch.chdir(cwd)
@@ -273,7 +277,7 @@ def test_submitit_debug_executor(env, capsys, monkeypatch):
     with Store.open(url, create=False) as store:
         runs = store.list_runs()
         assert [r.status for r in runs] == ["finished", "finished"]
-        assert all(store.get_run(r.id).extra.get("submitit_job") for r in runs)
+        assert all(r.job_id and r.executor == "submitit-debug" for r in runs)
     assert main(["run", f, "--db", url, "--device", "cpu", "--executor", "submitit"]) == 0
     assert "nothing to do" in capsys.readouterr().out
 
@@ -357,11 +361,11 @@ def test_sigkill_mid_variant_then_rerun_finishes_without_duplicates(env):
     assert len({(r[1], r[2]) for r in runs}) == 2
     assert orphan_rows(db) == 0
     c = counts(db)
-    assert c["metrics"] == c["complexity"] == c["speed"] == 2
+    assert c["metrics"] == c["training"] == c["complexity"] == c["speed"] == 2
     with Store.open(url, create=False) as store:
         first = store.get_run(1)
-        assert first.metrics["extra"]["start_iteration"] > 0  # resumed from its checkpoint
-        assert first.metrics["extra"]["iterations_done"] == 40
+        assert first.training.start_iteration > 0  # resumed from its checkpoint
+        assert first.training.iterations_done == 40
 
 
 def _rows(url: str, sql: str) -> list[tuple]:
@@ -397,11 +401,11 @@ def test_two_processes_on_one_database(env, db_url):
         keys = [(r[1], r[2]) for r in rows if r[0] == study]
         assert len(keys) == 2 and len(set(keys)) == 2, rows  # every variant once, none twice
     c = {t: _rows(url, f"select count(*) from {t}")[0][0]
-         for t in ("runs", "metrics", "complexity", "speed")}
-    assert c["runs"] == c["metrics"] == c["complexity"] == c["speed"] == 4
+         for t in ("runs", "metrics", "training", "complexity", "speed")}
+    assert c["runs"] == c["metrics"] == c["training"] == c["complexity"] == c["speed"] == 4
     orphans = sum(
         _rows(url, f"select count(*) from {t} t join runs r on r.id = t.run_id "
                    "where r.status != 'finished'")[0][0]
-        for t in ("metrics", "complexity", "speed")
+        for t in ("metrics", "training", "complexity", "speed")
     )
     assert orphans == 0

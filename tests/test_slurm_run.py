@@ -110,10 +110,10 @@ def test_tiny_study_with_default_resources(on_slurm, tmp_path, capsys):
     runs = _runs(db, "tiny")
     assert len(runs) == 2 and all(r.run.status == "finished" for r in runs)
     for r in runs:
-        launch = r.extra["launch"]
+        launch = r.run.launch  # the resolved request, stored with the run
         assert (launch["cpus_per_task"], launch["gpus_per_node"], launch["partition"]) == (
             cpus, 0, cluster.partition)
-        assert r.extra["executor"] == "slurm" and re.fullmatch(r"\d+_[01]", r.extra["submitit_job"])
+        assert r.run.executor == "submitit-slurm" and re.fullmatch(r"\d+_[01]", r.run.job_id)
 
 
 def test_impossible_request_is_refused_before_submission(on_slurm, tmp_path, capsys):
@@ -144,10 +144,10 @@ def test_two_task_ddp_job_on_cpu(on_slurm, tmp_path, capsys):
     assert code == 0, out
     assert "--cpus-per-task 1 --tasks-per-node 2" in out and ", 2 DDP ranks" in out
     (run,) = _runs(db, "ddp")
-    assert run.run.status == "finished" and run.extra["launch"]["tasks_per_node"] == 2
+    assert run.run.status == "finished" and run.run.launch["tasks_per_node"] == 2
     # both ranks trained (world size 2) and ended with the same parameters (else train() raises)
-    assert run.metrics["extra"]["world_size"] == 2
-    ck = torch.load(Path(run.extra["run_dir"]) / "checkpoint.pt", weights_only=False)
+    assert run.training.world_size == 2
+    ck = torch.load(Path(run.run.run_dir) / "checkpoint.pt", weights_only=False)
     assert ck["world_size"] == 2 and len(ck["rng"]) == 2 and ck["iteration"] == 2
 
 
@@ -234,4 +234,4 @@ def test_requeued_job_resumes_in_the_same_run(on_slurm, tmp_path):
     assert "Calling checkpoint method" in log  # submitit's checkpointing answered SIGUSR2
     (run,) = _runs(db, "requeue")  # one row: the requeued job finished the same run
     assert run.run.status == "finished"
-    assert run.metrics["extra"]["start_iteration"] == second and run.metrics["extra"]["iterations_done"] == ITERS
+    assert run.training.start_iteration == second and run.training.iterations_done == ITERS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -12,7 +13,17 @@ import textwrap
 import pytest
 from sqlalchemy import create_engine, event, text
 
+import recordkit as rk
+
 from hsbench.errors import StoreError
+from hsbench.record import (
+    ComplexityRecord,
+    MetricsRecord,
+    RecordError,
+    RunRecord,
+    SpeedRecord,
+    TrainingRecord,
+)
 from hsbench.store import (
     DEFAULT_DB_URL,
     SCHEMA_VERSION,
@@ -30,43 +41,38 @@ CONFIG = {
     "train": {"iterations": 240000},
 }
 
-# Shapes as hsbench.engine.run.RunResult.to_dict(), hsbench.measure.complexity
-# .Complexity.to_dict() and hsbench.measure.speed.SpeedResult.to_dict() give them.
-RUN_RESULT = {
-    "metrics": {"miou": 0.412, "macc": 0.5, "pixel_acc": 0.8, "trimap_miou": None},
-    "per_class_iou": {"sky": 0.9, "road": None},
-    "per_class_acc": {"sky": 0.95, "road": None},
-    "confusion_matrix": [[5, 1], [0, 7]],
-    "protocol": {"split": "test", "ignore_index": 255, "absent": "exclude"},
-    "wall_time_s": 12.5,
-    "iterations_done": 200,
-    "checkpoint_path": "runs/x/last.pt",
-    "device": "cpu",
-    "dataset_version": "segnet-480x360",
-}
-COMPLEXITY = {
-    "resolution": [480, 360], "grid": [12, 15], "params_learned": 9_900_000,
-    "params_weight_mapper": 300_000, "generated_weights": 1_234_567, "gmacs_thop": 3.2,
-    "gmacs_fvcore": 3.1, "gflops": 6.4, "gmacs_dpwconv": 0.1, "gmacs_weight_mapper": 0.2,
-}
-SPEED = {
-    "protocol": "hyperseg-sec4",
-    "device": "cpu",
-    "fps": 5.3,
-    "fps_ci95": [5.1, 5.5],
-    "latency": {"n": 100, "mean_ms": 190.0, "median_ms": 188.7, "p10_ms": 180.0,
-                "p90_ms": 200.0, "std_ms": 5.0, "min_ms": 170.0, "max_ms": 230.0, "fps": 5.3,
-                "fps_ci95": [5.1, 5.5], "repeat_median_ms": [188.0, 189.0]},
-    "model_only": {"n": 100, "mean_ms": 150.0, "median_ms": 149.0, "p10_ms": 140.0,
-                   "p90_ms": 160.0, "std_ms": 4.0, "min_ms": 139.0, "max_ms": 170.0, "fps": 6.7,
-                   "fps_ci95": [6.5, 6.9], "repeat_median_ms": [149.0]},
-    "bn_fused": True,
-    "settings": {"device": "cpu", "device_name": "AMD EPYC 7B13", "resolution": [480, 360],
-                 "batch_size": 1, "precision": "fp32", "tta_hflip": False},
-    "provenance": {"gpu_name": "NVIDIA H100", "driver_version": "550.1", "cuda_version": "12.4",
-                   "cudnn_version": 90100, "torch_version": "2.4.0", "hsbench_version": "0.1.0",
-                   "git_commit": "abc1234", "hostname": "box"},
-}
+# One record with every field set, as the worker (hsbench.worker) fills it.
+METRICS = MetricsRecord(
+    split="test", miou=0.412, macc=0.5, pixel_acc=0.8, trimap_miou=None,
+    per_class_iou={"sky": 0.9, "road": None}, per_class_acc={"sky": 0.95, "road": None},
+    confusion_matrix=[[5, 1], [0, 7]], protocol={"split": "test", "ignore_index": 255, "absent": "exclude"},
+)
+TRAINING = TrainingRecord(
+    device="cuda:1", device_name="NVIDIA H100", world_size=1, iterations_done=200, start_iteration=50,
+    final_loss=0.7, train_wall_time_s=10.0, eval_wall_time_s=2.5, train_images_per_s=16.0,
+    eval_images_per_s=40.0,
+)
+COMPLEXITY = ComplexityRecord(
+    resolution="480x360", grid="12x15", params_learned=9_900_000, params_weight_mapper=300_000,
+    generated_weights=1_234_567, gmacs_thop=3.2, gmacs_fvcore=3.1, gflops=6.4, gmacs_dpwconv=0.1,
+    gmacs_weight_mapper=0.2, counters=["thop", "fvcore", "flop_counter"], wall_time_s=1.5,
+)
+SPEED = SpeedRecord(
+    device="cuda:1", device_name="NVIDIA H100", fps=5.3, fps_ci_low=5.1, fps_ci_high=5.5,
+    latency_median_ms=188.7, latency_mean_ms=190.0, latency_p10_ms=180.0, latency_p90_ms=200.0,
+    latency_std_ms=5.0, model_only_latency_ms=149.0, precision="fp32", resolution="480x360", batch_size=1,
+    tta_hflip=False, bn_fused=True, warmup_frames=20, warmup_converged=True, weights="trained",
+    dpwconv_backend="torch", protocol="hyperseg-sec4", driver_version="550.1", cuda_version="12.4",
+    cudnn_version="90100", torch_version="2.4.0", hsbench_version="0.1.0", git_commit="abc1234",
+    config={"device": "cuda:1", "timed_frames": 100}, settings={"timer": "time.perf_counter"},
+    provenance={"gpu_name": "NVIDIA H100", "hostname": "box"},
+)
+RECORD = RunRecord(
+    variant_id="v1", seed=3, status="finished", error=None, device="cuda:1", budget_iters=240_000,
+    max_iters=200, dataset="camvid", dataset_version="segnet-480x360", resolution="480x360", host="box",
+    wall_time_s=12.5, checkpoint_path="runs/x/last.pt", metrics=METRICS, training=TRAINING,
+    complexity=COMPLEXITY, speed=SPEED,
+)
 
 
 def _url(tmp_path, name="hs.db"):
@@ -93,46 +99,31 @@ def _store_with_variant(url):
 def test_round_trip_of_a_run(db_url):
     store = _store_with_variant(db_url)
     rid = store.start_run("v1", study="quick", seed=3, budget_iters=240_000, max_iters=200,
-                          device="cpu", dataset="camvid", dataset_version="segnet-480x360",
+                          device="cuda:1", dataset="camvid", dataset_version="segnet-480x360",
                           resolution=(480, 360))
     assert store.unfinished_run("v1", seed=3).id == rid
-    store.update_run(rid, checkpoint_path="runs/x/last.pt")
-    store.finish_run(rid, metrics=RUN_RESULT, complexity=COMPLEXITY, speed=SPEED)
+    store.update_run(rid, checkpoint_path="runs/x/early.pt")
+    store.finish_run(rid, RECORD)
     store.close()
 
     store = Store.open(db_url, create=False)
     d = store.get_run(rid)
+    assert d.record == RECORD  # every field back, same names, same units
     assert d.run.status == "finished" and d.run.seed == 3 and d.run.label == "S-b1"
-    assert d.run.resolution == "480x360" and d.run.max_iters == 200
-    assert d.run.checkpoint_path == "runs/x/last.pt"
+    assert d.run.resolution == "480x360" and d.run.max_iters == 200 and d.run.device == "cuda:1"
+    assert d.run.checkpoint_path == "runs/x/last.pt" and d.run.host == "box"
     assert d.config == json.loads(json.dumps(CONFIG))
     assert d.studies == [{"name": "quick", "paper_table": "4", "label": "S-b1"}]
-    m = d.metrics
-    assert m["miou"] == pytest.approx(0.412) and m["split"] == "test"
-    assert m["per_class_iou"] == {"sky": 0.9, "road": None}
-    assert m["confusion_matrix"] == [[5, 1], [0, 7]]
-    assert m["protocol"]["ignore_index"] == 255
-    assert m["extra"]["per_class_acc"]["sky"] == 0.95
-    c = d.complexity
-    assert c["params_learned"] == 9_900_000 and c["gmacs_thop"] == 3.2
-    assert c["resolution"] == "480x360" and c["extra"]["grid"] == [12, 15]
+    assert d.metrics.per_class_acc == {"sky": 0.95, "road": None}
     (sp,) = d.speed
-    assert sp["fps"] == 5.3 and sp["fps_ci_low"] == 5.1 and sp["fps_ci_high"] == 5.5
-    assert sp["latency_median_ms"] == 188.7 and sp["latency_p90_ms"] == 200.0
-    assert sp["model_only_latency_ms"] == 149.0
-    # settings describe the measured device and win over the machine's GPU in provenance
-    assert sp["device"] == "cpu" and sp["device_name"] == "AMD EPYC 7B13"
-    assert sp["precision"] == "fp32" and sp["batch"] == 1 and sp["tta"] is False
-    assert sp["resolution"] == "480x360" and sp["bn_fused"] is True
-    assert sp["driver"] == "550.1" and sp["cuda"] == "12.4" and sp["cudnn"] == "90100"
-    assert sp["torch"] == "2.4.0" and sp["git_commit"] == "abc1234"
-    assert sp["provenance"]["hostname"] == "box"
+    assert sp.fps_ci_low == 5.1 and sp.device == "cuda:1" and sp.device_kind == "cuda"
     assert store.finished_variant_ids("quick") == {"v1"}
     assert store.finished_keys("quick") == {("v1", 3)}
     assert store.unfinished_run("v1", seed=3) is None
     (summary,) = store.list_runs(study="quick")
     assert summary.miou == pytest.approx(0.412)
     assert store.schema_version == SCHEMA_VERSION
+    assert RunRecord.from_json(RECORD.to_json()) == RECORD
     json.dumps(d.to_dict())  # plain data all the way down
 
 
@@ -144,11 +135,11 @@ def test_failed_run_and_status_rules(db_url):
     assert d.run.status == "failed" and "out of memory" in d.run.error
     assert store.finished_variant_ids("quick") == set()
     with pytest.raises(StoreError, match="already failed"):
-        store.finish_run(rid, metrics={"miou": 0.5})
+        store.finish_run(rid, rk.record("v1", metrics=rk.metrics(miou=0.5)))
     rid2 = store.start_run("v1", study="quick")
-    store.finish_run(rid2, metrics={"miou": 0.5})
+    store.finish_run(rid2, rk.record("v1", metrics=rk.metrics(miou=0.5)))
     with pytest.raises(StoreError, match="already finished"):
-        store.finish_run(rid2, metrics={"miou": 0.5})
+        store.finish_run(rid2, rk.record("v1", metrics=rk.metrics(miou=0.5)))
     assert [r.status for r in store.list_runs()] == ["failed", "finished"]
     assert [r.id for r in store.list_runs(status="failed")] == [rid]
 
@@ -156,10 +147,14 @@ def test_failed_run_and_status_rules(db_url):
 def test_bad_values_write_nothing(db_url):
     store = _store_with_variant(db_url)
     rid = store.start_run("v1", study="quick")
-    with pytest.raises(StoreError, match=r"fraction in \[0, 1\].*78.4"):
-        store.finish_run(rid, metrics={"miou": 78.4}, speed={"fps": 3.0})
+    with pytest.raises(RecordError, match=r"fraction in \[0, 1\].*78.4"):
+        rk.metrics(miou=78.4)  # a percentage never becomes a record
     with pytest.raises(StoreError, match="must be a number"):
-        store.finish_run(rid, metrics={"miou": 0.5}, speed={"fps": "fast"})
+        store.finish_run(rid, rk.record("v1", metrics=rk.metrics(miou=0.5), speed=rk.speed(fps="fast")))
+    with pytest.raises(StoreError, match="does not belong to run"):
+        store.finish_run(rid, rk.record("v1", seed=7, metrics=rk.metrics(miou=0.5)))
+    with pytest.raises(StoreError, match="needs a finished record"):
+        store.finish_run(rid, rk.record("v1", status="failed", error="x"))
     d = store.get_run(rid)
     assert d.run.status == "running" and d.metrics is None and d.speed == []
 
@@ -178,12 +173,12 @@ def test_finish_run_is_one_transaction(db_url):
     event.listen(Session, "before_flush", boom)
     try:
         with pytest.raises(RuntimeError, match="disk on fire"):
-            store.finish_run(rid, metrics={"miou": 0.5}, complexity=COMPLEXITY, speed=SPEED)
+            store.finish_run(rid, dataclasses.replace(RECORD, seed=0))
     finally:
         event.remove(Session, "before_flush", boom)
     d = store.get_run(rid)
     assert d.run.status == "running"
-    assert d.metrics is None and d.complexity is None and d.speed == []
+    assert d.metrics is None and d.training is None and d.complexity is None and d.speed == []
     assert _count(db_url, "metrics") == 0
 
 
@@ -293,7 +288,7 @@ def test_variant_shared_by_two_studies_and_upserts(db_url):
     assert store.get_study("quick").description == "changed"
     assert store.get_study("other").paper_table == "S2"
     rid = store.start_run("v1", study="quick")
-    store.finish_run(rid, metrics={"miou": 0.3})
+    store.finish_run(rid, rk.record("v1", metrics=rk.metrics(miou=0.3)))
     assert store.finished_variant_ids("other") == {"v1"}
     assert {s.name for s in store.list_studies()} == {"quick", "other"}
     assert store.list_runs(study="other")[0].label == "same config"
@@ -309,7 +304,13 @@ def test_resolution_normalisation():
 
 _WRITER = textwrap.dedent("""
     import pathlib, sys, time
+    import dataclasses
+    from hsbench.record import MetricsRecord, RunRecord, SpeedRecord
     from hsbench.store import Store
+
+    def part(cls, **values):
+        return cls(**{f.name: values.get(f.name) for f in dataclasses.fields(cls)})
+
     url, tag, sync = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
     (sync / f"ready-{tag}").touch()
     deadline = time.time() + 60
@@ -322,8 +323,9 @@ _WRITER = textwrap.dedent("""
         store.upsert_variant(vid, {"model": {"template": "camvid-s"}, "i": i, "tag": tag},
                              study="conc", label=vid)
         rid = store.start_run(vid, study="conc", device="cpu")
-        store.finish_run(rid, metrics={"miou": 0.5}, complexity={"params_learned": i},
-                         speed={"fps": 1.0 + i, "device": "cpu"})
+        store.finish_run(rid, part(RunRecord, variant_id=vid, seed=0, status="finished",
+                                   metrics=part(MetricsRecord, miou=0.5),
+                                   speed=part(SpeedRecord, fps=1.0 + i, device="cpu")))
     print("done", tag)
 """)
 

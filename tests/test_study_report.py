@@ -157,6 +157,7 @@ def test_study_baseline_must_name_a_variant(tmp_path):
 
 
 def _stored_study(url, seeds_native, seeds_grid1, *, baseline=None):
+    import recordkit as rk
     from hsbench.store import Store
 
     spec = '[study]\nname = "abl"\n' + (f'baseline = "{baseline}"\n' if baseline else "")
@@ -168,12 +169,13 @@ def _stored_study(url, seeds_native, seeds_grid1, *, baseline=None):
             for seed, miou in values.items():
                 rid = store.start_run(f"vid-{label}", study="abl", seed=seed, budget_iters=50,
                                       device="cpu", dataset="camvid", resolution="480x360")
-                store.finish_run(
-                    rid, metrics={"miou": miou / 100, "macc": 0.5, "split": "test",
-                                  "per_class_iou": {"Sky": 0.8, "Road": None}},
-                    complexity={"params_learned": 7.6e6, "gmacs_thop": 2.3},
-                    speed={"fps": 5.0 + seed, "device": "cpu", "device_name": "AMD EPYC",
-                           "fps_ci_low": 4.9, "fps_ci_high": 5.1})
+                store.finish_run(rid, rk.record(
+                    f"vid-{label}", seed,
+                    metrics=rk.metrics(miou=miou / 100, macc=0.5, split="test",
+                                       per_class_iou={"Sky": 0.8, "Road": None}),
+                    complexity=rk.complexity(params_learned=7_600_000, gmacs_thop=2.3),
+                    speed=rk.speed(fps=5.0 + seed, device="cpu", device_name="AMD EPYC",
+                                   fps_ci_low=4.9, fps_ci_high=5.1)))
 
 
 def test_cli_study_report_json_recomputable_from_runs_list(tmp_path):

@@ -24,35 +24,20 @@ from typing import Any, Mapping
 
 import torch
 
+from hsbench.data import build_dataset, dataset_info
+from hsbench.data.config import DataConfig
+from hsbench.device import resolve_device
 from hsbench.engine import distributed as hdist
 from hsbench.engine.config import EvalConfig, TrainConfig
 from hsbench.engine.evaluate import evaluate
 from hsbench.engine.train import atomic_temp, derive_seed, seed_everything, train
 from hsbench.errors import ConfigError
+from hsbench.models import build_model
+from hsbench.models.config import ModelConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 RESULT_NAME = "result.json"
 CONFIG_NAME = "config.json"
-
-
-# Indirections so tests can substitute tiny stand-ins before hsbench.models /
-# hsbench.data exist; they import lazily.
-def _build_model(model_cfg: Any) -> torch.nn.Module:
-    from hsbench.models import build_model
-
-    return build_model(model_cfg)
-
-
-def _build_dataset(data_cfg: Any, split: str, train: bool) -> Any:
-    from hsbench.data import build_dataset
-
-    return build_dataset(data_cfg, split, train=train)
-
-
-def _dataset_info(data_cfg: Any) -> Any:
-    from hsbench.data import dataset_info
-
-    return dataset_info(data_cfg)
 
 
 @dataclass(frozen=True)
@@ -125,32 +110,6 @@ class RunResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda:<LOCAL_RANK>`` when CUDA is available, else ``cpu``; ``"cuda"`` -> ``cuda:<LOCAL_RANK>``.
-
-    Raises:
-        ConfigError: a CUDA device was asked for on a machine without one.
-    """
-    if str(device) == "auto":
-        return torch.device(f"cuda:{hdist.local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", hdist.local_rank())
-    return dev
-
-
-def _cfg_dict(cfg: Any) -> dict[str, Any]:
-    if cfg is None:
-        return {}
-    if hasattr(cfg, "to_dict"):
-        return cfg.to_dict()
-    if dataclasses.is_dataclass(cfg):
-        return dataclasses.asdict(cfg)
-    return dict(cfg)
-
-
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON via a temporary file and ``os.replace``."""
     path = Path(path)
@@ -169,8 +128,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def run_variant(
-    model_cfg: Any,
-    data_cfg: Any,
+    model_cfg: ModelConfig,
+    data_cfg: DataConfig,
     train_cfg: TrainConfig,
     eval_cfg: EvalConfig | None = None,
     *,
@@ -187,7 +146,8 @@ def run_variant(
         train_cfg: the training recipe and budget (:class:`TrainConfig`).
         eval_cfg: the evaluation protocol (:class:`EvalConfig`; default settings if None).
         run_dir: folder for the checkpoint and result files (created).
-        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:0"``, ...
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``
+            (resolved by :func:`hsbench.device.resolve_device`).
         progress: progress bars; ``None`` = only when stderr is a TTY.
 
     Returns:
@@ -210,30 +170,29 @@ def run_variant(
         run_dir.mkdir(parents=True, exist_ok=True)
     hdist.barrier()
 
-    info = _dataset_info(data_cfg)
+    info = dataset_info(data_cfg)
     num_classes = int(info.num_classes)
-    ignore_index = int(getattr(info, "ignore_index", 255))
-    if getattr(model_cfg, "num_classes", None) is None and hasattr(model_cfg, "replace"):
+    ignore_index = int(info.ignore_index)
+    if model_cfg.num_classes is None:
         model_cfg = model_cfg.replace(num_classes=num_classes)
-    elif getattr(model_cfg, "num_classes", num_classes) != num_classes:
+    elif model_cfg.num_classes != num_classes:
         raise ConfigError(
-            f"model has num_classes={model_cfg.num_classes} but dataset "
-            f"{getattr(info, 'name', '?')} has {num_classes} classes"
+            f"model has num_classes={model_cfg.num_classes} but dataset {info.name} has {num_classes} classes"
         )
 
     seed_everything(derive_seed(train_cfg.seed, "init"))
-    model = _build_model(model_cfg)
-    resolved = getattr(model, "config", model_cfg)
+    model = build_model(model_cfg)
+    resolved = model.config if isinstance(getattr(model, "config", None), ModelConfig) else model_cfg
     configs = {
-        "model": _cfg_dict(resolved),
-        "data": _cfg_dict(data_cfg),
+        "model": resolved.to_dict(),
+        "data": data_cfg.to_dict(),
         "train": train_cfg.to_dict(),
         "eval": eval_cfg.to_dict(),
     }
     if hdist.is_main():
         write_json_atomic(run_dir / CONFIG_NAME, configs)
 
-    train_ds = _build_dataset(data_cfg, getattr(data_cfg, "train_split", "train"), True)
+    train_ds = build_dataset(data_cfg, data_cfg.train_split, train=True)
     tr = train(
         model, train_ds, train_cfg, device=dev, checkpoint_path=run_dir / CHECKPOINT_NAME,
         ignore_index=ignore_index, num_classes=num_classes, progress=progress,
@@ -241,15 +200,14 @@ def run_variant(
     )
     del train_ds
 
-    split = eval_cfg.split or getattr(data_cfg, "eval_split", "val")
-    eval_ds = _build_dataset(data_cfg, split, False)
+    split = eval_cfg.split or data_cfg.eval_split
+    eval_ds = build_dataset(data_cfg, split, train=False)
     ev = evaluate(
-        model, eval_ds, num_classes=num_classes, class_names=getattr(info, "class_names", None),
+        model, eval_ds, num_classes=num_classes, class_names=info.class_names,
         ignore_index=ignore_index, cfg=eval_cfg, device=dev, split=split,
-        eval_resolution=getattr(data_cfg, "eval_resolution", None), progress=progress,
+        eval_resolution=data_cfg.eval_resolution, progress=progress,
     )
-    protocol = dict(ev.protocol, dataset=getattr(info, "name", None),
-                    dataset_version=getattr(info, "version", None))
+    protocol = dict(ev.protocol, dataset=info.name, dataset_version=info.version)
     result = RunResult(
         metrics=ev.metrics,
         per_class_iou=ev.per_class_iou,
@@ -268,7 +226,7 @@ def run_variant(
         device=str(dev),
         device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         world_size=tr.world_size,
-        dataset_version=getattr(info, "version", None),
+        dataset_version=info.version,
         configs=configs,
     )
     if hdist.is_main():
@@ -277,4 +235,4 @@ def run_variant(
     return result
 
 
-__all__ = ["RunResult", "run_variant", "resolve_device", "write_json_atomic", "CHECKPOINT_NAME", "RESULT_NAME"]
+__all__ = ["RunResult", "run_variant", "write_json_atomic", "CHECKPOINT_NAME", "RESULT_NAME"]

@@ -279,7 +279,7 @@ def bench_dpwconv(
     Raises:
         ConfigError: ``"cuda"`` without a CUDA device, or an unknown device.
     """
-    from hsbench.measure.speed import resolve_device
+    from hsbench.device import resolve_device
 
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     if warmup < 0 or iters < 1:

@@ -28,7 +28,6 @@ bench_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_DEVICES = ("auto", "cpu", "cuda")
 _FORMATS = ("table", "json")
 
 
@@ -169,7 +168,7 @@ def _table(result: dict) -> str:
 
 @bench_app.command("dpwconv")
 def dpwconv(
-    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda or cuda:N."),
     fmt: str = typer.Option("table", "--format", help="table or json."),
     template: Optional[list[str]] = typer.Option(
         None, "--template", help="camvid-s and/or cityscapes-m (repeatable); default both."
@@ -180,21 +179,18 @@ def dpwconv(
     skip_reference: bool = typer.Option(False, "--skip-reference", help="Do not run the slow reference (no timing, no max|fast-ref| check)."),
 ) -> None:
     """Time reference vs fast DPWConv vs an ordinary conv on Table S1 layer shapes."""
-    import torch
 
-    from hsbench.measure.bench import MAX_SCALE, BENCH_TEMPLATES, bench_dpwconv, format_bench, template_layers
+    from hsbench.device import check_device, resolve_device
+    from hsbench.measure.bench import BENCH_TEMPLATES, MAX_SCALE, bench_dpwconv, format_bench, template_layers
     from hsbench.measure.provenance import collect_provenance
 
     if not 0 < scale <= MAX_SCALE:  # NaN and inf fail too
         raise ConfigError(
             f"--scale {scale!r} must be a number in (0, {MAX_SCALE:g}]: 1 is the template's size, < 1 a quick run"
         )
-    if device not in _DEVICES:
-        raise ConfigError(f"--device {device!r} is not one of {', '.join(_DEVICES)}.")
+    device = str(resolve_device(check_device(device)))
     if fmt not in _FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(_FORMATS)}.")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was given but torch sees no CUDA device; use --device cpu.")
     templates = template or list(BENCH_TEMPLATES)
     layers = [layer for t in templates for layer in template_layers(t, scale=scale)]
     rows = bench_dpwconv(layers, device=device, include_reference=not skip_reference, warmup=warmup, iters=iters)

@@ -25,7 +25,8 @@ class SpeedConfig:
     """How to time a model: the paper's FPS protocol plus recorded deviations.
 
     Attributes:
-        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``, resolved by :func:`hsbench.device.resolve_device`.
             A CPU figure is labelled ``cpu`` and never reported as a GPU figure.
         precision: ``"fp32"`` (paper, default); ``"fp16"`` / ``"bf16"`` run the
             forward pass under ``torch.autocast`` with that dtype.
@@ -99,8 +100,10 @@ class SpeedConfig:
         Raises:
             ConfigError: (a ``ValueError``) naming the bad field and its allowed values.
         """
-        if self.device not in DEVICES:
-            raise ConfigError(f"device={self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.device not in DEVICES and not (
+            isinstance(self.device, str) and self.device.startswith("cuda:") and self.device[5:].isdigit()
+        ):
+            raise ConfigError(f"device={self.device!r}; allowed: {', '.join(DEVICES)} or cuda:N")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if self.denormals not in DENORMALS:

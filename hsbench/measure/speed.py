@@ -64,6 +64,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hsbench.device import resolve_device
 from hsbench.errors import ConfigError
 from hsbench.measure.config import SpeedConfig
 from hsbench.measure.provenance import collect_provenance
@@ -210,23 +211,6 @@ def warmup_stable(history_ms: Sequence[float], window: int, rtol: float) -> bool
 
 
 # --------------------------------------------------------------------------- the frame
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA if available else CPU; ``"cpu"``/``"cuda"`` as given.
-
-    Raises:
-        ConfigError: for ``"cuda"`` without a CUDA device, or an unknown name.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was requested but torch sees no CUDA device; use device 'cpu'")
-        return torch.device("cuda", torch.cuda.current_device())
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ConfigError(f"device={name!r}; allowed: auto, cpu, cuda")
 
 
 def _as_logits(out: Any) -> torch.Tensor:
@@ -687,7 +671,7 @@ def measure_fps(
     mo_lat = latency_stats(mo, batch_size=cfg.batch_size, n_boot=cfg.bootstrap_samples, seed=cfg.seed + 1)
     b, c, h, w = host.shape
     settings = {
-        "device": device.type,
+        "device": str(device),
         "device_name": _device_name(device),
         "input_shape": [b, c, h, w],
         "resolution": [w, h],

@@ -56,6 +56,7 @@ SPECS: dict[str, BackboneSpec] = {
     "resnet18": BackboneSpec("resnet18", False, 1280),
     "pspnet18": BackboneSpec("resnet18", True, 1280),
     "pspnet50": BackboneSpec("resnet50", True, 2048),
+    "test_efficientnet": BackboneSpec("test_efficientnet", False, None),  # tests only (82 k params)
 }
 assert set(SPECS) == set(BACKBONES)
 

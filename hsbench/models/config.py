@@ -24,6 +24,9 @@ BACKBONES = (
     "tf_efficientnet_lite0",
     "tf_efficientnet_lite1",
     "tf_efficientnet_lite2",
+    # timm's 82 k-parameter test EfficientNet (random init only): a tiny backbone for tests
+    # and smoke runs, in the pattern of segmentation_models_pytorch's test encoders; not a paper backbone.
+    "test_efficientnet",
 )
 
 GridSize = int | Literal["native"]

@@ -248,7 +248,8 @@ def format_run(data: dict) -> str:
     r = data["run"]
     lines = [f"run {r['id']}  status: {r['status']}"]
     for key in ("variant_id", "study", "label", "seed", "device", "dataset", "dataset_version",
-                "resolution", "budget_iters", "max_iters", "checkpoint_path", "created_at",
+                "resolution", "budget_iters", "max_iters", "checkpoint_path", "run_dir", "host",
+                "executor", "job_id", "wall_time_s", "claimed_by", "heartbeat_at", "created_at",
                 "started_at", "finished_at"):
         if r.get(key) is not None:
             lines.append(f"  {key}: {r[key]}")
@@ -267,13 +268,17 @@ def format_run(data: dict) -> str:
         for key in ("split", "miou", "macc", "pixel_acc", "trimap_miou"):
             if met.get(key) is not None:
                 lines.append(f"  {key}: {met[key]}")
-        for key in ("per_class_iou", "protocol", "extra"):
+        for key in ("per_class_iou", "per_class_acc", "protocol"):
             if met.get(key):
                 lines.append(f"  {key}: {json.dumps(met[key])}")
         if met.get("confusion_matrix") is not None:
             cm = met["confusion_matrix"]
             lines.append(f"  confusion_matrix: {len(cm)}x{len(cm[0]) if cm else 0} "
                          f"(rows = label, columns = prediction; --json prints it)")
+    tr = data.get("training")
+    if tr:
+        lines.append("training (s, images/s):")
+        lines.extend(f"  {k}: {v}" for k, v in tr.items() if v is not None)
     cx = data.get("complexity")
     if cx:
         lines.append("complexity (counts; GMACs in billions):")
@@ -281,16 +286,17 @@ def format_run(data: dict) -> str:
     for i, sp in enumerate(data.get("speed") or []):
         lines.append(f"speed [{i}] (fps in frames/s, latencies in ms):")
         for k, v in sp.items():
-            if v is None or k == "provenance":
+            if v is None or k in ("provenance", "settings", "config"):
                 continue
             lines.append(f"  {k}: {v}")
+        for key in ("config", "settings"):
+            if sp.get(key):
+                lines.append(f"  {key}: {json.dumps(sp[key], sort_keys=True, default=str)}")
         if sp.get("provenance"):
             lines.append("  provenance:")
             lines.extend("    " + ln for ln in json.dumps(sp["provenance"], indent=2,
                                                           sort_keys=True, default=str)
                          .splitlines())
-    if data.get("extra"):
-        lines.append(f"extra: {json.dumps(data['extra'], default=str)}")
     return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,7 @@ A *measured record* is one finished run (the latest finished run of each
 ``dataset``               dataset name and version
 ``dataset_name``          dataset name alone ("camvid"); ``dataset_version`` what was read
 ``resolution``            "WxH" of training/evaluation
+``run``                   the stored :class:`~hsbench.record.RunRecord` (every field)
 ========================  =====================================================
 
 Matching (:func:`match_row`): a measured variant compares to a paper row when
@@ -33,8 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hsbench.reporting.paper import TABLES, PaperRow, PaperTable, normalize_table_id
 from hsbench.errors import StoreError
+from hsbench.record import RunRecord, SpeedRecord
+from hsbench.reporting.paper import TABLES, PaperRow, PaperTable, normalize_table_id
 from hsbench.store import RunDetail, Store, normalize_resolution
 
 #: Template -> its default backbone (supplement Table S1).
@@ -103,6 +105,9 @@ class MeasuredRecord:
     dataset_name: str | None = None
     #: What the data loader reported it read, e.g. "CamVid 480x360 (SegNet layout)".
     dataset_version: str | None = None
+    #: The stored :class:`hsbench.record.RunRecord` of this run (every metric, the
+    #: speed settings and provenance), for readers that need more than the columns above.
+    run: RunRecord | None = None
 
     @property
     def fps_on_gpu(self) -> bool:
@@ -187,13 +192,13 @@ def find_paper_row(table: PaperTable, knobs: dict[str, Any]) -> PaperRow | None:
     return None
 
 
-def _pick_speed(speeds: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """A GPU measurement if there is one, else the first."""
+def _pick_speed(speeds: list[SpeedRecord]) -> SpeedRecord | None:
+    """A GPU measurement if there is one, else the first with an FPS, else the first."""
     for sp in speeds:
-        if sp.get("device") in GPU_KINDS and sp.get("fps") is not None:
+        if sp.device_kind in GPU_KINDS and sp.fps is not None:
             return sp
     for sp in speeds:
-        if sp.get("fps") is not None:
+        if sp.fps is not None:
             return sp
     return speeds[0] if speeds else None
 
@@ -217,12 +222,12 @@ def budget_text(budget_iters: int | None, max_iters: int | None) -> str:
 
 
 def to_record(d: RunDetail) -> MeasuredRecord:
-    """A finished run in report units."""
+    """A finished run in report units (its stored records, read by field name)."""
     r = d.run
     data = _data_cfg(d.config)
-    cx = d.complexity or {}
-    sp = _pick_speed(d.speed) or {}
-    resolution = r.resolution or cx.get("resolution") or sp.get("resolution")
+    cx = d.complexity
+    sp = _pick_speed(d.speed)
+    resolution = r.resolution or (cx.resolution if cx else None) or (sp.resolution if sp else None)
     if resolution is None and data.get("eval_resolution") is not None:
         try:
             resolution = normalize_resolution(data["eval_resolution"])  # (W, H)
@@ -235,33 +240,33 @@ def to_record(d: RunDetail) -> MeasuredRecord:
         t = DATASET_TABLE.get(str(dataset_name).lower())
         if t:
             tables.add(t)
-    met = d.metrics or {}
-    miou = met.get("miou")
-    gmacs, counter = cx.get("gmacs_thop"), "thop"
-    if gmacs is None and cx.get("gmacs_fvcore") is not None:
-        gmacs, counter = cx.get("gmacs_fvcore"), "fvcore"
+    met = d.metrics
+    miou = met.miou if met else None
+    gmacs, counter = (cx.gmacs_thop if cx else None), "thop"
+    if gmacs is None and cx is not None and cx.gmacs_fvcore is not None:
+        gmacs, counter = cx.gmacs_fvcore, "fvcore"
     if gmacs is None:
         counter = None
-    params = cx.get("params_learned")
-    theta_w = cx.get("params_weight_mapper")
-    fps_kind = sp.get("device")
+    params = cx.params_learned if cx else None
+    theta_w = cx.params_weight_mapper if cx else None
+    fps_kind = sp.device_kind if sp else None
     label = r.label or next((s["label"] for s in d.studies if s.get("label")), None)
     template = knobs["template"]
     method = TEMPLATE_METHOD.get(template, template or "?")
     if not knobs["dynamic"]:
         method += " w/o DPWConv"
     dataset = " ".join(str(x) for x in (dataset_name, r.dataset_version) if x) or "unknown dataset"
-    def pct(x: Any) -> float | None:
+    train_device = d.training.device if d.training is not None and d.training.device else r.device
+
+    def pct(x: float | None) -> float | None:
         return None if x is None else 100.0 * x
 
-    class_iou = met.get("per_class_iou") or {}
-    if isinstance(class_iou, list):
-        class_iou = {str(i): v for i, v in enumerate(class_iou)}
-    fps_ci = (sp.get("fps_ci_low"), sp.get("fps_ci_high"))
+    class_iou = (met.per_class_iou if met else None) or {}
+    fps_ci = (sp.fps_ci_low, sp.fps_ci_high) if sp else (None, None)
     return MeasuredRecord(
-        macc=pct(met.get("macc")),
-        pixel_acc=pct(met.get("pixel_acc")),
-        trimap_miou=pct(met.get("trimap_miou")),
+        macc=pct(met.macc) if met else None,
+        pixel_acc=pct(met.pixel_acc) if met else None,
+        trimap_miou=pct(met.trimap_miou) if met else None,
         class_iou={str(k): pct(v) for k, v in class_iou.items()},
         fps_ci=None if None in fps_ci else (float(fps_ci[0]), float(fps_ci[1])),
         config=d.config,
@@ -275,16 +280,16 @@ def to_record(d: RunDetail) -> MeasuredRecord:
         method=method,
         backbone=knobs["backbone"],
         miou=None if miou is None else 100.0 * miou,
-        split=met.get("split"),
+        split=met.split if met else None,
         gmacs=gmacs,
         gmacs_counter=counter,
         params=None if params is None else params / 1e6,
         theta_w=None if theta_w is None else theta_w / 1e6,
-        fps=sp.get("fps"),
-        latency_ms=sp.get("latency_median_ms"),
+        fps=sp.fps if sp else None,
+        latency_ms=sp.latency_median_ms if sp else None,
         fps_device=fps_kind,
-        device=device_label(fps_kind, sp.get("device_name")) if sp else (r.device or "unknown device"),
-        train_device=r.device,
+        device=device_label(fps_kind, sp.device_name) if sp else (train_device or "unknown device"),
+        train_device=train_device,
         budget=budget_text(r.budget_iters, r.max_iters),
         budget_iters=r.budget_iters,
         max_iters=r.max_iters,
@@ -292,6 +297,7 @@ def to_record(d: RunDetail) -> MeasuredRecord:
         resolution=resolution,
         dataset_name=str(dataset_name).lower() if dataset_name else None,
         dataset_version=r.dataset_version,
+        run=d.record,
     )
 
 

@@ -441,6 +441,31 @@ def normalize_table_id(value: Any) -> str:
     return text
 
 
+def template_row(template: str) -> PaperRow:
+    """The paper's row for a Table S1 template at its defaults (its backbone, DPWConv, PE on).
+
+    Tables 2, 3 and 4 report each template once so: voc-l is Table 2 row 6,
+    cityscapes-m/-s Table 3 rows 13/14, camvid-s/-l Table 4 rows 17/18. Tests
+    and benchmarks read the paper's Params and GMACs from here instead of
+    copying them.
+
+    Raises:
+        hsbench.errors.ConfigError: a template without such a row.
+    """
+    from hsbench.errors import ConfigError
+    from hsbench.models.templates import get_template
+
+    backbone = get_template(template).backbone
+    for table_id in ("2", "3", "4"):
+        for row in TABLES[table_id].hyperseg_rows:
+            m = row.match or {}
+            if (m.get("template"), m.get("backbone"), m.get("dynamic"), m.get("positional_encoding")) == (
+                template, backbone, True, True
+            ):
+                return row
+    raise ConfigError(f"no row of Tables 2-4 reports template {template!r} at its defaults")
+
+
 def get_table(table_id: Any) -> PaperTable:
     """The paper table ``table_id`` ("2", "3", "4", "S2", "S3"; "Table 4", "s2" accepted).
 
@@ -473,5 +498,6 @@ __all__ = [
     "TABLE_IDS",
     "BACKBONE_NAMES",
     "get_table",
+    "template_row",
     "normalize_table_id",
 ]

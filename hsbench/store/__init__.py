@@ -2,7 +2,8 @@
 
 :class:`Store` is the API (open, write a study's runs, read them back);
 :mod:`hsbench.store.schema` the tables and their units;
-:mod:`hsbench.store.engine` which database and how hsbench connects to it
+:mod:`hsbench.store.runs` how a :class:`hsbench.record.RunRecord` maps to
+them and how runs are claimed; :mod:`hsbench.store.engine` which database and how hsbench connects to it
 (SQLite, PostgreSQL, locks, read-only opens); :mod:`hsbench.store.migrations`
 schema revisions and upgrades (``hsbench db current|upgrade``:
 :mod:`hsbench.store.cli`). See :mod:`hsbench.store.db` for atomicity.
@@ -25,8 +26,12 @@ _EXPORTS = {
     "resolve_db_url": "hsbench.store.engine",
     "RUN_STATUSES": "hsbench.store.schema",
     "SCHEMA_VERSION": "hsbench.store.schema",
-    "RunDetail": "hsbench.store.db",
-    "RunSummary": "hsbench.store.db",
+    "Claim": "hsbench.store.runs",
+    "HEARTBEAT_S": "hsbench.store.runs",
+    "STALE_AFTER_S": "hsbench.store.runs",
+    "owner_token": "hsbench.store.runs",
+    "RunDetail": "hsbench.store.runs",
+    "RunSummary": "hsbench.store.runs",
     "Store": "hsbench.store.db",
     "StudyInfo": "hsbench.store.db",
     "normalize_resolution": "hsbench.store.db",
@@ -35,8 +40,6 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from hsbench.store.db import (
-        RunDetail,
-        RunSummary,
         Store,
         StudyInfo,
         normalize_resolution,
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
         OutdatedDatabaseError,
         resolve_db_url,
     )
+    from hsbench.store.runs import HEARTBEAT_S, STALE_AFTER_S, Claim, RunDetail, RunSummary, owner_token
     from hsbench.store.schema import RUN_STATUSES, SCHEMA_VERSION
 
 
@@ -64,18 +68,22 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "Claim",
     "DB_ENV_VAR",
     "DEFAULT_DB_URL",
+    "HEARTBEAT_S",
     "MissingDatabaseError",
     "OutdatedDatabaseError",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
+    "STALE_AFTER_S",
     "RunDetail",
     "RunSummary",
     "Store",
     "StudyInfo",
     "normalize_resolution",
     "normalize_table_id",
+    "owner_token",
     "resolve_db_url",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)

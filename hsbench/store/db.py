@@ -1,43 +1,44 @@
 """The results database: open it, write a study's runs, read them back.
 
-:class:`Store` is the only way the rest of hsbench touches the database. Its
-inputs are plain dicts (what ``RunResult.to_dict()``-like objects give), its
-outputs plain dataclasses with ``to_dict()``.
+:class:`Store` is the only way the rest of hsbench touches the database. A
+run's results go in as one :class:`hsbench.record.RunRecord` and come back
+as the same records (:mod:`hsbench.store.runs` maps them to the tables by
+field name); other outputs are plain dataclasses with ``to_dict()``.
 
 Which database, and how hsbench connects to it (SQLite or PostgreSQL, locks,
 read-only opens): :mod:`hsbench.store.engine`. Schema revisions and upgrades:
 :mod:`hsbench.store.migrations`.
 
 Atomicity
-    :meth:`Store.finish_run` writes a run's metrics, complexity and speed rows
-    and flips its status to ``finished`` in ONE transaction: a process killed
-    in the middle leaves the run ``running`` with no result rows, never half.
+    :meth:`Store.finish_run` writes a run's record (run columns, metrics,
+    training, complexity and speed rows) and flips its status to ``finished``
+    in ONE transaction: a process killed in the middle leaves the run
+    ``running`` with no result rows, never half.
 
-Units of what goes in (see :mod:`hsbench.store.schema`): accuracies are
-fractions in [0, 1]; parameter and weight counts are plain counts; ``gmacs_*``
-are billions of multiply-accumulates; ``fps`` frames/s; ``*_ms`` milliseconds;
-resolutions ``"WxH"`` strings or ``(width, height)`` pairs.
+Claims
+    :meth:`Store.claim_run` claims an unfinished run for one process in the
+    database itself (``runs.claimed_by`` / ``heartbeat_at``), so that two
+    processes on one database never run the same ``(variant, seed)`` whatever
+    their run folders; see :mod:`hsbench.store.runs`.
 
-Typical use by the runner::
+Typical use (what :mod:`hsbench.orchestrate` does)::
 
     store = Store.open(url)                       # creates file + tables if new
     store.upsert_study("grid_size", description=..., paper_table="S2", spec_toml=text)
     store.upsert_variant(vid, config_dict, study="grid_size", label="grid16_pe")
-    if (vid, seed) in store.finished_keys("grid_size"): skip
-    old = store.unfinished_run(vid, seed=seed)    # resume from old.checkpoint_path
-    run_id = old.id if old else store.start_run(vid, study="grid_size", seed=seed, ...)
-    store.update_run(run_id, checkpoint_path="runs/.../last.pt")
-    store.finish_run(run_id, metrics={...}, complexity={...}, speed={...})
-    # or: store.fail_run(run_id, "CUDA out of memory ...")
+    c = store.claim_run(vid, owner=token, study="grid_size", seed=0, max_iters=None, ...)
+    if c.claimed:
+        record = run_job(spec)                    # hsbench.worker: a RunRecord
+        store.finish_run(c.run_id, record)        # or: store.fail_run(c.run_id, "CUDA out of memory ...")
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hsbench.errors import StoreError
-from hsbench.reporting.paper import normalize_table_id  # re-exported: hsbench.store.normalize_table_id
+from hsbench.record import RecordError, RunRecord
+from hsbench.reporting.paper import (
+    normalize_table_id,  # re-exported: hsbench.store.normalize_table_id
+)
+from hsbench.store import runs as runs_mod
 from hsbench.store.engine import (
     BUSY_TIMEOUT_S,
     DB_ENV_VAR,
@@ -61,18 +66,17 @@ from hsbench.store.engine import (
     resolve_db_url,
     upgrade_command,
 )
+from hsbench.store.runs import STALE_AFTER_S, Claim, RunDetail, RunSummary
 from hsbench.store.schema import (
     RUN_STATUSES,
     Base,
-    ComplexityRow,
-    MetricsRow,
     RunRow,
     SchemaInfo,
-    SpeedRow,
     StudyRow,
     StudyVariant,
     VariantRow,
 )
+
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
@@ -110,16 +114,6 @@ def _plain(value: Any) -> Any:
     raise StoreError(f"cannot store a value of type {type(value).__name__}: {value!r}")
 
 
-def _float(value: Any, what: str) -> float | None:
-    value = _plain(value)
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise StoreError(f"{what} must be a number, got {value!r}") from None
-
-
 def _int(value: Any, what: str) -> int | None:
     value = _plain(value)
     if value is None:
@@ -131,27 +125,9 @@ def _int(value: Any, what: str) -> int | None:
     return value
 
 
-def _bool(value: Any, what: str) -> bool | None:
-    value = _plain(value)
-    if value is None or isinstance(value, bool):
-        return value
-    if value in (0, 1):
-        return bool(value)
-    raise StoreError(f"{what} must be true or false, got {value!r}")
-
-
 def _str(value: Any) -> str | None:
     value = _plain(value)
     return None if value is None else str(value)
-
-
-def _fraction(value: Any, what: str) -> float | None:
-    out = _float(value, what)
-    if out is not None and not (0.0 <= out <= 1.0):
-        raise StoreError(
-            f"{what} must be a fraction in [0, 1], got {out!r} (pass 0.784, not 78.4)"
-        )
-    return out
 
 
 def normalize_resolution(value: Any) -> str | None:
@@ -180,203 +156,6 @@ def _canonical_json(obj: Any) -> str:
     return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"))
 
 
-# Canonical input keys per result section, and the aliases accepted for them.
-_METRIC_KEYS = {
-    "split": ("split",),
-    "miou": ("miou", "mIoU", "mean_iou"),
-    "macc": ("macc", "mAcc", "mean_acc", "mean_accuracy"),
-    "pixel_acc": ("pixel_acc", "pixel_accuracy", "pacc", "acc"),
-    "trimap_miou": ("trimap_miou", "trimap_mIoU"),
-    "per_class_iou": ("per_class_iou", "iou_per_class", "class_iou"),
-    "confusion_matrix": ("confusion_matrix", "confusion"),
-    "protocol": ("protocol", "metric_protocol"),
-}
-_COMPLEXITY_KEYS = {
-    "params_learned": ("params_learned", "params", "trainable_params"),
-    "params_weight_mapper": ("params_weight_mapper", "theta_w", "params_w"),
-    "generated_weights": ("generated_weights", "params_generated"),
-    "gmacs_thop": ("gmacs_thop", "thop_gmacs"),
-    "gmacs_fvcore": ("gmacs_fvcore", "fvcore_gmacs"),
-    "gflops": ("gflops",),
-    "resolution": ("resolution",),
-}
-_SPEED_KEYS = {
-    "fps": ("fps",),
-    "latency_median_ms": ("latency_median_ms", "median_ms", "latency_ms"),
-    "latency_mean_ms": ("latency_mean_ms", "mean_ms"),
-    "latency_p10_ms": ("latency_p10_ms", "p10_ms"),
-    "latency_p90_ms": ("latency_p90_ms", "p90_ms"),
-    "fps_ci_low": ("fps_ci_low",),
-    "fps_ci_high": ("fps_ci_high",),
-    "model_only_latency_ms": ("model_only_latency_ms", "model_latency_ms"),
-    "device": ("device", "device_type", "device_kind"),
-    "device_name": ("device_name", "gpu_name", "gpu", "cpu_name"),
-    "driver": ("driver", "driver_version"),
-    "cuda": ("cuda", "cuda_version"),
-    "cudnn": ("cudnn", "cudnn_version"),
-    "torch": ("torch", "torch_version"),
-    "precision": ("precision", "dtype"),
-    "resolution": ("resolution",),
-    "batch": ("batch", "batch_size"),
-    "tta": ("tta", "tta_hflip"),
-    "bn_fused": ("bn_fused", "fuse_bn"),
-    "hsbench_version": ("hsbench_version",),
-    "git_commit": ("git_commit", "commit"),
-    "provenance": ("provenance",),
-}
-
-
-def _split_keys(
-    data: Mapping[str, Any] | None, keys: dict[str, tuple[str, ...]], section: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(canonical fields, everything else) of an input dict."""
-    if data is None:
-        return {}, {}
-    if not isinstance(data, Mapping):
-        raise StoreError(f"{section} must be a dict, got {type(data).__name__}")
-    known: dict[str, Any] = {}
-    alias = {a: canon for canon, names in keys.items() for a in names}
-    extra: dict[str, Any] = {}
-    for k, v in data.items():
-        canon = alias.get(k)
-        if canon is None:
-            extra[k] = v
-        elif canon in known and known[canon] is not None and k != canon:
-            extra[k] = v  # the canonical spelling wins
-        else:
-            known[canon] = v
-    return known, extra
-
-
-def _metrics_row(data: Mapping[str, Any]) -> MetricsRow:
-    if not isinstance(data, Mapping):
-        raise StoreError(f"metrics must be a dict, got {type(data).__name__}")
-    data = dict(data)
-    nested = data.get("metrics")
-    if isinstance(nested, Mapping):  # RunResult / EvalResult .to_dict(): scores nested
-        del data["metrics"]
-        for key, value in nested.items():
-            data.setdefault(key, value)
-    k, extra = _split_keys(data, _METRIC_KEYS, "metrics")
-    if k.get("split") is None and isinstance(k.get("protocol"), Mapping):
-        k["split"] = k["protocol"].get("split")
-    return MetricsRow(
-        split=_str(k.get("split")),
-        miou=_fraction(k.get("miou"), "metrics.miou"),
-        macc=_fraction(k.get("macc"), "metrics.macc"),
-        pixel_acc=_fraction(k.get("pixel_acc"), "metrics.pixel_acc"),
-        trimap_miou=_fraction(k.get("trimap_miou"), "metrics.trimap_miou"),
-        per_class_iou=_plain(k.get("per_class_iou")),
-        confusion_matrix=_plain(k.get("confusion_matrix")),
-        protocol=_plain(k.get("protocol")),
-        extra=_plain(extra) or None,
-    )
-
-
-def _complexity_row(data: Mapping[str, Any]) -> ComplexityRow:
-    k, extra = _split_keys(data, _COMPLEXITY_KEYS, "complexity")
-    return ComplexityRow(
-        params_learned=_int(k.get("params_learned"), "complexity.params_learned"),
-        params_weight_mapper=_int(
-            k.get("params_weight_mapper"), "complexity.params_weight_mapper"
-        ),
-        generated_weights=_int(k.get("generated_weights"), "complexity.generated_weights"),
-        gmacs_thop=_float(k.get("gmacs_thop"), "complexity.gmacs_thop"),
-        gmacs_fvcore=_float(k.get("gmacs_fvcore"), "complexity.gmacs_fvcore"),
-        gflops=_float(k.get("gflops"), "complexity.gflops"),
-        resolution=normalize_resolution(k.get("resolution")),
-        extra=_plain(extra) or None,
-    )
-
-
-_FILLABLE = (
-    "device", "device_name", "driver", "cuda", "cudnn", "torch", "precision",
-    "resolution", "batch", "tta", "bn_fused", "hsbench_version", "git_commit",
-)
-
-
-def _speed_row(data: Mapping[str, Any]) -> SpeedRow:
-    """Flat keys, or :meth:`hsbench.measure.speed.SpeedResult.to_dict` shape: ``latency``
-    and ``model_only`` stats dicts, ``fps_ci95`` pair, ``settings`` and
-    ``provenance`` dicts (which fill the provenance columns the top level leaves out,
-    ``settings`` first: it describes the measured device, provenance the machine)."""
-    if not isinstance(data, Mapping):
-        raise StoreError(f"speed must be a dict, got {type(data).__name__}")
-    data = dict(data)
-    lat = data.pop("latency", None)
-    model_only = data.pop("model_only", None)
-    ci = data.pop("fps_ci95", None)
-    settings = data.pop("settings", None)
-    k, extra = _split_keys(data, _SPEED_KEYS, "speed")
-    if isinstance(lat, Mapping):
-        for canon, src in (("latency_median_ms", "median_ms"), ("latency_mean_ms", "mean_ms"),
-                           ("latency_p10_ms", "p10_ms"), ("latency_p90_ms", "p90_ms")):
-            if k.get(canon) is None:
-                k[canon] = lat.get(src)
-        extra["latency"] = lat
-    elif lat is not None:
-        k.setdefault("latency_median_ms", lat)
-    if isinstance(model_only, Mapping):
-        if k.get("model_only_latency_ms") is None:
-            k["model_only_latency_ms"] = model_only.get("median_ms")
-        extra["model_only"] = model_only
-    elif model_only is not None:
-        k.setdefault("model_only_latency_ms", model_only)
-    if ci is not None:
-        ci = _plain(ci)
-        if not (isinstance(ci, list) and len(ci) == 2):
-            raise StoreError(f"speed.fps_ci95 must be a (low, high) pair, got {ci!r}")
-        k.setdefault("fps_ci_low", ci[0])
-        k.setdefault("fps_ci_high", ci[1])
-    prov = k.get("provenance")
-    if prov is not None and not isinstance(prov, Mapping):
-        raise StoreError("speed.provenance must be a dict")
-    if settings is not None and not isinstance(settings, Mapping):
-        raise StoreError("speed.settings must be a dict")
-    for source in (settings, prov):  # fill columns the caller left out
-        if not source:
-            continue
-        sk, _ = _split_keys(
-            {kk: vv for kk, vv in source.items() if kk not in ("provenance", "settings")},
-            _SPEED_KEYS, "provenance",
-        )
-        for canon, v in sk.items():
-            if k.get(canon) is None and canon in _FILLABLE and v is not None:
-                k[canon] = v
-    if settings:
-        extra["settings"] = settings
-    device = _str(k.get("device"))
-    if device is not None:
-        device = device.split(":")[0].lower()  # "cuda:0" -> "cuda"
-    return SpeedRow(
-        fps=_float(k.get("fps"), "speed.fps"),
-        latency_median_ms=_float(k.get("latency_median_ms"), "speed.latency_median_ms"),
-        latency_mean_ms=_float(k.get("latency_mean_ms"), "speed.latency_mean_ms"),
-        latency_p10_ms=_float(k.get("latency_p10_ms"), "speed.latency_p10_ms"),
-        latency_p90_ms=_float(k.get("latency_p90_ms"), "speed.latency_p90_ms"),
-        fps_ci_low=_float(k.get("fps_ci_low"), "speed.fps_ci_low"),
-        fps_ci_high=_float(k.get("fps_ci_high"), "speed.fps_ci_high"),
-        model_only_latency_ms=_float(
-            k.get("model_only_latency_ms"), "speed.model_only_latency_ms"
-        ),
-        device=device,
-        device_name=_str(k.get("device_name")),
-        driver=_str(k.get("driver")),
-        cuda=_str(k.get("cuda")),
-        cudnn=_str(k.get("cudnn")),
-        torch=_str(k.get("torch")),
-        precision=_str(k.get("precision")),
-        resolution=normalize_resolution(k.get("resolution")),
-        batch=_int(k.get("batch"), "speed.batch"),
-        tta=_bool(k.get("tta"), "speed.tta"),
-        bn_fused=_bool(k.get("bn_fused"), "speed.bn_fused"),
-        hsbench_version=_str(k.get("hsbench_version")),
-        git_commit=_str(k.get("git_commit")),
-        provenance=_plain(prov),
-        extra=_plain(extra) or None,
-    )
-
-
 # --------------------------------------------------------------------------- outputs
 
 
@@ -393,70 +172,6 @@ class StudyInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One run, without its result rows (what ``hsbench runs list`` shows).
-
-    ``miou`` is a fraction in [0, 1] (None until finished). ``study`` is the
-    study that launched the run; ``label`` the variant's label in it.
-    """
-
-    id: int
-    variant_id: str
-    study: str | None
-    label: str | None
-    status: str
-    seed: int
-    device: str | None
-    dataset: str | None
-    dataset_version: str | None
-    resolution: str | None
-    budget_iters: int | None
-    max_iters: int | None
-    checkpoint_path: str | None
-    created_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    error: str | None
-    miou: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RunDetail:
-    """One run with its variant's config and all its result rows (plain dicts).
-
-    ``studies`` lists every study that contains the variant:
-    ``{"name", "paper_table", "label"}``. ``speed`` is a list, one dict per
-    measurement, with its provenance.
-    """
-
-    run: RunSummary
-    config: dict[str, Any]
-    studies: list[dict[str, Any]]
-    metrics: dict[str, Any] | None
-    complexity: dict[str, Any] | None
-    speed: list[dict[str, Any]] = field(default_factory=list)
-    extra: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run.to_dict(),
-            "config": self.config,
-            "studies": self.studies,
-            "metrics": self.metrics,
-            "complexity": self.complexity,
-            "speed": self.speed,
-            "extra": self.extra,
-        }
-
-
-def _row_dict(row: Any, drop: Sequence[str] = ("id", "run_id")) -> dict[str, Any]:
-    return {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key not in drop}
 
 
 # --------------------------------------------------------------------------- the store
@@ -711,7 +426,7 @@ class Store:
             raise StoreError(f"no study named {name!r} in the database{hint}")
         return row
 
-    # ---- runs -----------------------------------------------------------------------
+    # ---- runs (records in, records out; see hsbench.store.runs) ---------------------
 
     def start_run(
         self,
@@ -726,14 +441,16 @@ class Store:
         dataset_version: str | None = None,
         resolution: Any = None,
         checkpoint_path: str | None = None,
+        run_dir: str | None = None,
+        executor: str | None = None,
         status: str = "running",
-        extra: Mapping[str, Any] | None = None,
     ) -> int:
-        """Record a new run of ``variant_id`` (status ``running`` or ``pending``); its id.
+        """Record a new, unclaimed run of ``variant_id`` (status ``running`` or ``pending``); its id.
 
         ``budget_iters`` is the study's budget (paper Table 1), ``max_iters``
         the ``--max-iters`` override used (None = full budget); ``resolution``
         the training/evaluation resolution (``"WxH"`` or ``(width, height)``).
+        Orchestration uses :meth:`claim_run` instead, which also claims the run.
         """
         if status not in ("running", "pending"):
             raise StoreError(f"a new run's status must be running or pending, not {status!r}")
@@ -759,22 +476,86 @@ class Store:
                 dataset_version=_str(dataset_version),
                 resolution=res,
                 checkpoint_path=_str(checkpoint_path),
-                extra=_plain(dict(extra)) if extra else None,
+                run_dir=_str(run_dir),
+                executor=_str(executor),
             )
             s.add(row)
             s.flush()
             return int(row.id)
 
+    def claim_run(
+        self,
+        variant_id: str,
+        *,
+        owner: str,
+        study: str | None = None,
+        seed: int = 0,
+        max_iters: int | None = None,
+        force: bool = False,
+        budget_iters: int | None = None,
+        device: str | None = None,
+        dataset: str | None = None,
+        dataset_version: str | None = None,
+        resolution: Any = None,
+        checkpoint_path: str | None = None,
+        run_dir: str | None = None,
+        executor: str | None = None,
+        stale_after_s: float = STALE_AFTER_S,
+    ) -> Claim:
+        """Claim the run of ``(variant_id, seed, max_iters)`` for ``owner``, in ONE transaction.
+
+        A finished run of the same ``max_iters`` is reported (``how="finished"``)
+        unless ``force``; an unfinished one held by another live process is
+        reported ``"busy"``; an unfinished one with a dead or no claim is taken
+        over (``"resumed"``; with ``force`` it is failed as superseded instead);
+        otherwise a new run row is created (``"new"``). See
+        :mod:`hsbench.store.runs` for what "live" means.
+
+        Args:
+            owner: the claiming process (:func:`hsbench.store.runs.owner_token`).
+            the rest: the columns of a new or resumed run (see :meth:`start_run`).
+
+        Returns:
+            A :class:`hsbench.store.runs.Claim`.
+
+        Raises:
+            StoreError: unknown variant or study, a bad value.
+        """
+        new_run = {
+            "budget_iters": _int(budget_iters, "budget_iters"),
+            "device": _str(device),
+            "dataset": _str(dataset),
+            "dataset_version": _str(dataset_version),
+            "resolution": normalize_resolution(resolution),
+            "checkpoint_path": _str(checkpoint_path),
+            "run_dir": _str(run_dir),
+            "executor": _str(executor),
+        }
+        mi = _int(max_iters, "max_iters")
+        with self._write() as s:
+            study_id = self._study(s, study).id if study is not None else None
+            return runs_mod.claim(s, variant_id, study_id=study_id, seed=_int(seed, "seed") or 0, max_iters=mi,
+                                  owner=owner, force=force, new_run=new_run, stale_after_s=stale_after_s)
+
+    def heartbeat(self, owner: str) -> int:
+        """Stamp the heartbeat of every unfinished run ``owner`` holds; how many it holds."""
+        with self._write() as s:
+            return runs_mod.heartbeat(s, owner)
+
     def update_run(self, run_id: int, **fields: Any) -> None:
-        """Change bookkeeping fields of an unfinished run.
+        """Change bookkeeping columns of an unfinished run.
 
         Accepted: ``status`` (running/pending), ``checkpoint_path``, ``device``,
         ``dataset_version``, ``resolution``, ``budget_iters``, ``max_iters``,
-        ``extra`` (merged into the stored dict). Setting ``status="running"``
+        ``run_dir``, ``executor``, ``job_id``, ``launch`` (the SLURM resources of the
+        run's job, :meth:`hsbench.resources.Resources.to_dict`). Setting ``status="running"``
         stamps ``started_at`` (a resumed run).
+
+        Raises:
+            StoreError: another key, an unknown run, or a finished or failed one.
         """
         allowed = {"status", "checkpoint_path", "device", "dataset_version", "resolution",
-                   "budget_iters", "max_iters", "extra"}
+                   "budget_iters", "max_iters", "run_dir", "executor", "job_id", "launch"}
         unknown = sorted(set(fields) - allowed)
         if unknown:
             raise StoreError(f"update_run cannot change {unknown}; allowed: {sorted(allowed)}")
@@ -796,81 +577,39 @@ class Store:
                     row.resolution = normalize_resolution(value)
                 elif key in ("budget_iters", "max_iters"):
                     setattr(row, key, _int(value, key))
-                elif key == "extra":
-                    merged = dict(row.extra or {})
-                    merged.update(_plain(dict(value or {})))
-                    row.extra = merged
+                elif key == "launch":
+                    if value is not None and not isinstance(value, dict):
+                        raise StoreError(f"update_run: launch must be a dict of SLURM resources, got "
+                                         f"{type(value).__name__}")
+                    row.launch = dict(value) if value is not None else None
                 else:
                     setattr(row, key, _str(value))
 
-    def finish_run(
-        self,
-        run_id: int,
-        *,
-        metrics: Mapping[str, Any] | None = None,
-        complexity: Mapping[str, Any] | None = None,
-        speed: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
-        checkpoint_path: str | None = None,
-    ) -> None:
-        """Store a run's results and mark it finished, all in ONE transaction.
+    def finish_run(self, run_id: int, record: RunRecord) -> None:
+        """Store a finished :class:`~hsbench.record.RunRecord` on run ``run_id``, in ONE transaction.
 
-        Args:
-            metrics: ``miou``, ``macc``, ``pixel_acc``, ``trimap_miou`` (fractions
-                in [0, 1]), ``per_class_iou`` (dict or list), ``confusion_matrix``
-                (list of lists or array), ``protocol`` (dict), ``split``.
-            complexity: ``params_learned``, ``params_weight_mapper``,
-                ``generated_weights`` (counts), ``gmacs_thop``, ``gmacs_fvcore``,
-                ``gflops`` (billions), ``resolution``.
-            speed: one dict or a list of dicts: ``fps``, ``latency_median_ms``,
-                ``latency_mean_ms``, ``latency_p10_ms``, ``latency_p90_ms``,
-                ``fps_ci_low``, ``fps_ci_high``, ``model_only_latency_ms``,
-                ``device`` ("cpu"/"cuda"), ``device_name``, ``driver``, ``cuda``,
-                ``cudnn``, ``torch``, ``precision``, ``resolution``, ``batch``,
-                ``tta``, ``bn_fused``, ``hsbench_version``, ``git_commit``,
-                ``provenance`` (dict; fills the columns above that are missing).
-                ``SpeedResult.to_dict()`` is understood as is (``latency``,
-                ``model_only``, ``fps_ci95``, ``settings``).
-
-            ``RunResult.to_dict()`` / ``EvalResult.to_dict()`` work as
-            ``metrics`` (their nested ``metrics`` dict is lifted; ``split``
-            comes from ``protocol`` when not given) and ``Complexity.to_dict()``
-            as ``complexity``. Keys outside these lists are kept in the row's
-            ``extra`` JSON.
+        The record's scalar fields go to the ``runs`` columns of the same names,
+        its sub-records to one row each of ``metrics``, ``training``,
+        ``complexity`` and ``speed`` (fields = columns), the status becomes
+        ``finished`` and the claim is released. A process killed in the middle
+        leaves the run unfinished with no result rows, never half.
 
         Raises:
-            StoreError: unknown run, run already finished or failed, a value
-                of the wrong type or unit (e.g. mIoU 78.4 instead of 0.784).
-                Nothing is written then.
+            StoreError: unknown run, run already finished or failed, a record that
+                is not finished or belongs to another variant or seed. Nothing is
+                written then.
         """
-        # Convert before opening the transaction: a bad value writes nothing.
-        m_row = _metrics_row(metrics) if metrics is not None else None
-        c_row = _complexity_row(complexity) if complexity is not None else None
-        if speed is None:
-            speeds: list[Mapping[str, Any]] = []
-        elif isinstance(speed, Mapping):
-            speeds = [speed]
-        else:
-            speeds = list(speed)
-        s_rows = [_speed_row(sp) for sp in speeds]
+        if not isinstance(record, RunRecord):
+            raise StoreError(f"finish_run takes a RunRecord, got {type(record).__name__}")
+        try:  # every value of the type its column takes, before the transaction
+            RunRecord.from_dict(record.to_dict())
+        except RecordError as exc:
+            raise StoreError(f"cannot store the record of run {run_id}: {exc}") from None
         with self._write() as s:
-            row = self._run(s, run_id)
-            if row.status in ("finished", "failed"):
-                raise StoreError(f"run {run_id} is already {row.status}; start a new run")
-            if m_row is not None:
-                row.metrics = m_row
-            if c_row is not None:
-                row.complexity = c_row
-            row.speeds = s_rows
-            if checkpoint_path is not None:
-                row.checkpoint_path = str(checkpoint_path)
-            row.status = "finished"
-            row.error = None
-            row.finished_at = _now()
-            if row.started_at is None:
-                row.started_at = row.finished_at
+            runs_mod.finish(s, self._run(s, run_id), record)
 
     def fail_run(self, run_id: int, error: str) -> None:
-        """Mark a run failed with ``error`` (exception text, "NaN loss", "interrupted", ...)."""
+        """Mark a run failed with ``error`` (exception text, "NaN loss", "interrupted", ...); release its claim."""
         with self._write() as s:
             row = self._run(s, run_id)
             if row.status == "finished":
@@ -878,6 +617,7 @@ class Store:
             row.status = "failed"
             row.error = str(error)
             row.finished_at = _now()
+            row.claimed_by = None
 
     @staticmethod
     def _run(s: Session, run_id: Any) -> RunRow:
@@ -890,7 +630,7 @@ class Store:
             raise StoreError(f"no run with id {rid}; `hsbench runs list` shows the run ids")
         return row
 
-    # ---- queries --------------------------------------------------------------------
+    # ---- queries (a bounded number of SQL statements each, however many runs) --------
 
     def finished_variant_ids(self, study: str) -> set[str]:
         """Ids of the variants of ``study`` that have at least one finished run."""
@@ -907,11 +647,28 @@ class Store:
             )
             return {(v, int(seed)) for v, seed in s.execute(q).all()}
 
+    def finished_run_ids(self, study: str, max_iters: int | None) -> dict[tuple[str, int], int]:
+        """``(variant_id, seed)`` -> id of the oldest finished run of ``study``'s variants
+        with this ``--max-iters`` (None = the full budget); one query."""
+        with self._read() as s:
+            st = self._study(s, study)
+            q = (
+                select(RunRow.variant_id, RunRow.seed, RunRow.id)
+                .join(StudyVariant, StudyVariant.variant_id == RunRow.variant_id)
+                .where(StudyVariant.study_id == st.id, RunRow.status == "finished",
+                       RunRow.max_iters.is_(None) if max_iters is None else RunRow.max_iters == int(max_iters))
+                .order_by(RunRow.id)
+            )
+            out: dict[tuple[str, int], int] = {}
+            for vid, seed, rid in s.execute(q).all():
+                out.setdefault((vid, int(seed)), int(rid))
+            return out
+
     def unfinished_run(self, variant_id: str, seed: int = 0) -> RunSummary | None:
         """The latest ``running``/``pending`` run of ``(variant_id, seed)``, to resume; or None."""
         with self._read() as s:
             row = s.scalars(
-                select(RunRow)
+                runs_mod.run_query(full=False)
                 .where(
                     RunRow.variant_id == variant_id,
                     RunRow.seed == int(seed),
@@ -920,91 +677,41 @@ class Store:
                 .order_by(RunRow.id.desc())
                 .limit(1)
             ).first()
-            return self._summary(row) if row is not None else None
+            return runs_mod.summary(row) if row is not None else None
+
+    def _runs(self, s: Session, *, full: bool, study: str | None, status: str | None) -> list[RunRow]:
+        if status is not None and status not in RUN_STATUSES:
+            raise StoreError(f"unknown run status {status!r}; one of {', '.join(RUN_STATUSES)}")
+        q = runs_mod.run_query(full=full).order_by(RunRow.id)
+        if study is not None:
+            st = self._study(s, study)
+            q = q.where(RunRow.variant_id.in_(
+                select(StudyVariant.variant_id).where(StudyVariant.study_id == st.id)))
+        if status is not None:
+            q = q.where(RunRow.status == status)
+        return list(s.scalars(q).all())
 
     def list_runs(self, study: str | None = None, status: str | None = None) -> list[RunSummary]:
         """Runs, oldest first; only those of ``study``'s variants / of ``status`` if given."""
-        if status is not None and status not in RUN_STATUSES:
-            raise StoreError(f"unknown run status {status!r}; one of {', '.join(RUN_STATUSES)}")
         with self._read() as s:
-            q = select(RunRow).order_by(RunRow.id)
-            if study is not None:
-                st = self._study(s, study)
-                q = q.join(StudyVariant, StudyVariant.variant_id == RunRow.variant_id).where(
-                    StudyVariant.study_id == st.id
-                )
-            if status is not None:
-                q = q.where(RunRow.status == status)
-            return [self._summary(r, study) for r in s.scalars(q).unique().all()]
+            return [runs_mod.summary(r, study) for r in self._runs(s, full=False, study=study, status=status)]
 
     def get_run(self, run_id: int) -> RunDetail:
-        """A run with its config, studies, metrics, complexity and speed rows."""
+        """A run with its config, studies and result records."""
         with self._read() as s:
-            return self._detail(self._run(s, run_id))
+            rid = self._run(s, run_id).id
+            (row,) = s.scalars(runs_mod.run_query(full=True).where(RunRow.id == rid)).all()
+            return runs_mod.detail(row)
 
     def finished_runs(self, study: str | None = None) -> list[RunDetail]:
         """Every finished run (of ``study``'s variants if given), oldest first, in full."""
         with self._read() as s:
-            q = select(RunRow).where(RunRow.status == "finished").order_by(RunRow.id)
-            if study is not None:
-                st = self._study(s, study)
-                q = q.join(StudyVariant, StudyVariant.variant_id == RunRow.variant_id).where(
-                    StudyVariant.study_id == st.id
-                )
-            return [self._detail(r) for r in s.scalars(q).unique().all()]
+            return [runs_mod.detail(r) for r in self._runs(s, full=True, study=study, status="finished")]
 
     def count_runs(self) -> int:
-        """Number of runs of any status."""
+        """Number of runs of any status (one ``COUNT``)."""
         with self._read() as s:
-            return len(s.scalars(select(RunRow.id)).all())
-
-    # ---- row -> output --------------------------------------------------------------
-
-    @staticmethod
-    def _summary(row: RunRow, study: str | None = None) -> RunSummary:
-        study_name = row.study.name if row.study is not None else None
-        want = study or study_name
-        label = None
-        for link in row.variant.links:
-            if want is None or link.study.name == want:
-                label = link.label
-                if study_name is None:
-                    study_name = link.study.name
-                break
-        return RunSummary(
-            id=int(row.id),
-            variant_id=row.variant_id,
-            study=study_name,
-            label=label,
-            status=row.status,
-            seed=int(row.seed),
-            device=row.device,
-            dataset=row.dataset,
-            dataset_version=row.dataset_version,
-            resolution=row.resolution,
-            budget_iters=row.budget_iters,
-            max_iters=row.max_iters,
-            checkpoint_path=row.checkpoint_path,
-            created_at=_iso(row.created_at),
-            started_at=_iso(row.started_at),
-            finished_at=_iso(row.finished_at),
-            error=row.error,
-            miou=row.metrics.miou if row.metrics is not None else None,
-        )
-
-    def _detail(self, row: RunRow) -> RunDetail:
-        return RunDetail(
-            run=self._summary(row),
-            config=json.loads(row.variant.config_json),
-            studies=[
-                {"name": l.study.name, "paper_table": l.study.paper_table, "label": l.label}
-                for l in row.variant.links
-            ],
-            metrics=_row_dict(row.metrics) if row.metrics is not None else None,
-            complexity=_row_dict(row.complexity) if row.complexity is not None else None,
-            speed=[_row_dict(sp) for sp in row.speeds],
-            extra=row.extra,
-        )
+            return runs_mod.count_runs(s)
 
 
 
