@@ -264,10 +264,12 @@ def run_submitit(todo: list[tuple[Variant, int]], run: StudyRun, launch: LaunchP
             for w in exc.jobs:
                 a = w.tag
                 a.outcome.status = "interrupted"
-                if exc.cancelled:
-                    with contextlib.suppress(StoreError):
+                with contextlib.suppress(StoreError):
+                    if exc.cancelled:
                         run.store.fail_run(a.run_id, f"job {w.job_id} cancelled after --wait-timeout; "
                                                      "run the study again to resume from the checkpoint")
+                    else:  # the job goes on: the next `hsbench run` waits for it (_left_job)
+                        run.store.release_run(a.run_id)
             raise
         except KeyboardInterrupt:
             for w in watched:

@@ -93,14 +93,23 @@ def _runs(db: str, name: str):
 
 
 def test_tiny_study_with_default_resources(on_slurm, tmp_path, capsys):
+    """Two variants, default resources; the first command stops waiting (--wait-timeout) and leaves
+    the jobs, the second finds them in the queue by the runs' job ids and stores their records."""
     cluster, db, args = on_slurm
     path = study(tmp_path, "tiny", grids="[1, 2]")
     t0 = time.monotonic()
+    code = main(["run", path, *args, "--wait-timeout", "2", "--on-timeout", "leave"])
+    first = capsys.readouterr()
+    assert code != 0 and first.err.startswith("error: --wait-timeout 2 s reached with 2 job(s) not finished; "
+                                               "left job(s) "), first
+    jobs = {r.run.job_id for r in _runs(db, "tiny")}
+    assert len(jobs) == 2 and all(r.run.status == "running" for r in _runs(db, "tiny"))
     code = main(["run", path, *args, "--queue-interval", "10"])
     wall = time.monotonic() - t0
     out = capsys.readouterr().out
     print(f"tiny study (2 variants) on SLURM with default resources: {wall:.1f} s")
     assert code == 0, out
+    assert out.count("is still in the queue; waiting for it") == 2, out
     cpus = min(8, cluster.node.cpus)
     assert (f"asking --cpus-per-task {cpus} --gpus-per-node 0 --timeout-min 4320 on partition "
             f"{cluster.partition}") in out
@@ -109,6 +118,7 @@ def test_tiny_study_with_default_resources(on_slurm, tmp_path, capsys):
     assert "Bypassing sacct" not in out and "accounting storage is disabled" not in out
     runs = _runs(db, "tiny")
     assert len(runs) == 2 and all(r.run.status == "finished" for r in runs)
+    assert {r.run.job_id for r in runs} == jobs  # the same jobs, the same rows: nothing resubmitted
     for r in runs:
         launch = r.run.launch  # the resolved request, stored with the run
         assert (launch["cpus_per_task"], launch["gpus_per_node"], launch["partition"]) == (

@@ -542,6 +542,22 @@ class Store:
         with self._write() as s:
             return runs_mod.heartbeat(s, owner)
 
+    def release_run(self, run_id: int) -> None:
+        """Drop the claim on an unfinished run; it stays ``running`` for the next ``hsbench run`` to take over.
+
+        For a run whose worker goes on without this process (a SLURM job left in
+        the queue by ``--on-timeout leave``): the next ``hsbench run``, from any
+        host, resumes it at once instead of waiting for the claim to go stale.
+        A finished or failed run is left as it is.
+
+        Raises:
+            StoreError: unknown run.
+        """
+        with self._write() as s:
+            row = self._run(s, run_id)
+            if row.status in ("running", "pending"):
+                row.claimed_by = None
+
     def update_run(self, run_id: int, **fields: Any) -> None:
         """Change bookkeeping columns of an unfinished run.
 
