@@ -228,14 +228,17 @@ def run_submitit(todo: list[tuple[Variant, int]], run: StudyRun, launch: LaunchP
                     continue
                 left = _left_job(run, a, folder, launch)
                 if left is not None:
+                    run.store.update_run(a.run_id, executor=f"submitit-{executor.cluster}")
                     run.out(f"{a.head}: job {left.job_id} of {a.how} is still in the queue; waiting for it")
                     watched.append(Watched(left, a.head, a))
                     continue
                 to_submit.append(a)
 
-            task = WorkerTask(run_job)
-            with executor.batch():
-                jobs = [executor.submit(task, a.job) for a in to_submit]
+            jobs = []
+            if to_submit:
+                task = WorkerTask(run_job)
+                with executor.batch():
+                    jobs = [executor.submit(task, a.job) for a in to_submit]
             for job, a in zip(jobs, to_submit):
                 run.store.update_run(a.run_id, job_id=str(job.job_id), executor=f"submitit-{executor.cluster}",
                                      launch=r.to_dict() if r is not None else None)
