@@ -22,7 +22,9 @@ Variant id
     the hash are the fields that do not change what is measured, only where
     or how fast it runs (:data:`EXECUTION_FIELDS`): the data root, the
     training seed (a run's seed is stored beside the variant id, see
-    ``seeds`` in :mod:`hsbench.studies`) and the data-loader worker counts.
+    ``seeds`` in :mod:`hsbench.studies`), the data-loader worker counts and
+    the DPWConv backend (``speed.dpw_backend``: the backend that ran is stored
+    with every FPS figure).
     The run device and ``--max-iters`` are properties of a *run*, not of the
     variant, and are stored with the run.
 """
@@ -49,6 +51,7 @@ EXECUTION_FIELDS: tuple[tuple[str, str], ...] = (
     ("data", "root"),
     ("train", "seed"),
     ("train", "num_workers"),
+    ("speed", "dpw_backend"),
     ("eval", "num_workers"),
 )
 

@@ -188,15 +188,24 @@ def speed_record(sr: SpeedResult, *, weights: str) -> SpeedRecord:
 
 
 def measure_speed(job: Job, model: torch.nn.Module, device: torch.device, *, weights: str) -> SpeedRecord:
-    """Time ``model`` on ``device`` with the variant's speed settings (paper Sec. 4 protocol).
+    """Time ``model`` with the variant's speed settings (paper Sec. 4 protocol).
 
-    The SpeedConfig's device is replaced by the resolved ``device`` (``cuda:1``
-    stays ``cuda:1``), so the FPS is measured where training ran.
+    A study's ``speed.device = "auto"`` (the default) becomes the run's resolved
+    ``device`` (``cuda:1`` stays ``cuda:1``): the FPS is measured where training
+    ran. A study that names a speed device (``cpu`` for a CPU figure beside GPU
+    training) is timed there; the record's ``speed.device`` says which.
     """
+    from hsbench.device import resolve_device
     from hsbench.measure.speed import measure_fps
 
-    cfg = job.variant.speed.replace(device=str(device))
-    return speed_record(measure_fps(model, cfg), weights=weights)
+    wanted = job.variant.speed.device
+    timed_on = device if wanted == "auto" else resolve_device(wanted)
+    cfg = job.variant.speed.replace(device=str(timed_on))
+    record = speed_record(measure_fps(model, cfg), weights=weights)
+    backend_for = getattr(model, "dpw_backend_for", None)  # HyperSeg: which DPWConv implementation ran
+    if record.dpwconv_backend is None and callable(backend_for):
+        record = dataclasses.replace(record, dpwconv_backend=backend_for(timed_on.type))
+    return record
 
 
 def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord | None:

@@ -19,6 +19,8 @@ from hsbench.measure.bench import (
     format_bench,
     template_layers,
 )
+from hsbench.models.templates import TEMPLATES
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -69,31 +71,38 @@ def test_template_layers_are_the_models_own_convolutions():
     from hsbench.models import ModelConfig, build_model
 
     model = build_model(ModelConfig(template="camvid-s"))
-    want = [(f"m_{lv}", s.c_in, s.c_out, s.kernel, s.groups)
-            for lv, b in zip(model.levels, model.blocks) if lv <= 3 for s in b.specs]
+    want = [(f"m_{lv}", s.c_in, s.c_out, s.kernel, s.groups) for lv, b in zip(model.levels, model.blocks) for s in b.specs]
     got = [(s.level, s.c_in, s.c_out, s.kernel, s.groups) for s in template_layers("camvid-s")]
     assert got == want
 
 
-def test_template_layers_match_table_s1():
-    cam = {(s.level, s.conv): s for s in template_layers("camvid-s")}
-    assert set(cam) == {("m_3", "pw1"), ("m_2", "pw1"), ("m_2", "dw"), ("m_2", "pw2"),
-                        ("m_1", "pw1"), ("m_1", "dw"), ("m_1", "pw2")}
-    m2 = cam[("m_2", "pw1")]
-    assert (m2.c_in, m2.c_out, m2.width, m2.height, m2.grid) == (24, 48, 192, 144, (24, 18))
-    dw = cam[("m_2", "dw")]
-    assert (dw.c_in, dw.c_out, dw.kernel, dw.groups) == (48, 48, 3, 48)
-    assert (cam[("m_2", "pw2")].c_in, cam[("m_2", "pw2")].c_out) == (48, 16)
-    assert (cam[("m_1", "pw1")].c_in, cam[("m_1", "pw1")].c_out, cam[("m_1", "pw1")].width) == (22, 44, 384)
-    # the finest level predicts the dataset's classes: 11 for CamVid (Table S1 prints the release's 12)
-    n_camvid = get_template("camvid-s").num_classes
-    assert (cam[("m_1", "pw2")].c_out, cam[("m_3", "pw1")].c_in, cam[("m_3", "pw1")].width) == (n_camvid, 44, 96)
-    city = {(s.level, s.conv): s for s in template_layers("cityscapes-m")}
-    assert (city[("m_1", "pw1")].c_in, city[("m_1", "pw1")].c_out, city[("m_1", "pw2")].c_out) == (34, 68, 19)
-    assert (city[("m_2", "dw")].width, city[("m_2", "dw")].height, city[("m_2", "dw")].grid) == (256, 128, (32, 16))
-    small = template_layers("camvid-s", scale=0.1)
+@pytest.mark.parametrize("template", ["camvid-s", "cityscapes-m", "camvid-l"])
+def test_template_layers_follow_table_s1(template):
+    """Shapes come from build_model; checked here against the Table S1 facts in hsbench.models.templates."""
+    tpl = get_template(template)
+    res_w, res_h = tpl.resolution
+    layers = template_layers(template, blocks=True)
+    levels = list(range(5, 5 - tpl.num_levels, -1))
+    assert list(dict.fromkeys(s.level for s in layers)) == [f"m_{lv}" for lv in levels]
+    prev_out = 0
+    for level, out in zip(levels, tpl.level_channels):
+        mine = [s for s in layers if s.level == f"m_{level}"]
+        out = tpl.num_classes if out is None else out
+        assert all((s.width, s.height, s.grid) == (res_w >> level, res_h >> level, (res_w // 32, res_h // 32))
+                   for s in mine)
+        convs = [s.conv for s in mine]
+        if tpl.full_block(level):
+            assert convs == ["pw1", "dw", "pw2", "block"]
+            pw1, dw, pw2, block = mine
+            assert pw1.c_out == dw.c_in == dw.c_out == dw.groups == pw2.c_in == block.hidden == 2 * pw1.c_in
+            assert (dw.kernel, pw1.kernel, pw2.c_out, block.c_out, block.c_in) == (3, 1, out, out, pw1.c_in)
+        else:
+            assert convs == ["pw1"] and (mine[0].kernel, mine[0].groups, mine[0].c_out) == (1, 1, out)
+        assert mine[0].c_in > prev_out  # reduced skip + coarser output + 2 positional channels
+        prev_out = out
+    small = template_layers(template, scale=0.1)
     assert all(s.grid[0] <= s.width and s.grid[1] <= s.height for s in small)
-    assert set(BENCH_TEMPLATES) == {"camvid-s", "cityscapes-m"}
+    assert set(BENCH_TEMPLATES) == set(TEMPLATES)
     with pytest.raises(ConfigError, match="known"):
         template_layers("voc-xl")
 
@@ -162,7 +171,8 @@ def test_cli_json_on_cpu():
     out = json.loads(res.output)
     assert out["device"] == "cpu" and out["provenance"]["torch_version"] == torch.__version__
     assert {r["impl"] for r in out["rows"]} == {"fast", "conv2d"}
-    assert len(out["rows"]) == 2 * 7
+    assert len(out["rows"]) == 2 * len(template_layers("camvid-s", scale=0.04, blocks=True))
+    assert {r["backend"] for r in out["rows"] if r["impl"] == "fast"} == {"torch"}
 
 
 @pytest.mark.parametrize(
@@ -171,6 +181,7 @@ def test_cli_json_on_cpu():
         (["--device", "tpu"], "--device"),
         (["--format", "xml"], "--format"),
         (["--template", "voc-xl"], "voc-xl"),
+        (["--backend", "fast"], "--backend"),
     ]
     + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA device")]),
 )

@@ -54,7 +54,7 @@ def test_train_config_roundtrip_json_and_hashable():
 @pytest.mark.parametrize(
     "bad,match",
     [
-        ({"iterations": 0}, "iterations"),
+        ({"iterations": -1}, "iterations"),
         ({"batch_size": 0}, "batch_size"),
         ({"lr0": -1.0}, "lr0"),
         ({"loss": "dice"}, "unknown loss"),

@@ -346,3 +346,22 @@ def test_cli_plot_formats_widths_and_errors(qs_db, tmp_path, monkeypatch):
     r = _invoke("plot", "fps-vs-miou", "--db", f"sqlite:///{tmp_path / 'none.db'}")
     assert isinstance(r.exception, StoreError) and "no results database" in str(r.exception)
     assert not (tmp_path / "none.db").exists()
+
+
+def test_points_passed_in_measured_on_the_papers_gpu_share_its_axis():
+    """Aggregated points can be passed in (``measured=``); a GTX 1080 Ti FPS sits with the paper's."""
+    on_1080 = MeasuredPoint(
+        label="mine", x=Estimate(30.0, 1.0, 3), miou=Estimate(76.0, 0.5, 3), dataset="camvid",
+        dataset_version="CamVid 960x720 (full-resolution release)", split="test",
+        device="cuda: NVIDIA GeForce GTX 1080 Ti", study="s", budget="240,000 iters",
+        knobs={"grid_n": 16})
+    with plot_style("page"):
+        fig = make_figure("fps-vs-miou", None, measured=[on_1080], label_iterations=1)
+    panels = _panels(fig)
+    assert set(panels) == {"Cityscapes (paper GPU)", "CamVid (paper GPU)", "VOC 2012 (paper GPU)"}
+    camvid = panels["CamVid (paper GPU)"]
+    assert "mine" in {t.get_text() for t in camvid.texts}
+    faces = {tuple(np.round(c[:3], 3)) for coll in camvid.collections for c in coll.get_facecolors()}
+    assert _rgb("#D55E00") in faces  # filled: the paper's CamVid version
+    # n = 3 -> error bars on both axes
+    assert sum(type(c).__name__ == "LineCollection" for c in camvid.collections) == 2

@@ -264,3 +264,22 @@ def test_the_worker_maps_scores_by_name_and_refuses_a_score_without_a_field():
     assert m.per_class_acc == {"a": 0.75}
     with pytest.raises(RecordError, match=r"scores \['fwiou'\] have no MetricsRecord field"):
         metrics_record(result({"miou": 0.5, "fwiou": 0.4}))
+
+
+def test_a_study_that_names_a_speed_device_is_timed_there(two_fake_gpus, monkeypatch, tmp_path):
+    """speed.device = "cpu" in a study: a CPU figure beside GPU training, labelled cpu."""
+    import dataclasses as dc
+
+    import hsbench.measure.speed as speed_mod
+    from hsbench.studies import parse_study
+    from hsbench.worker import Job, measure_speed
+
+    (v,) = parse_study(STUDY).variants
+    seen = []
+    monkeypatch.setattr(speed_mod, "measure_fps", lambda model, cfg, **kw: seen.append(cfg.device) or 1 / 0)
+    for speed_device, want in (("auto", "cuda:1"), ("cpu", "cpu")):
+        job = Job(variant=dc.replace(v, speed=v.speed.replace(device=speed_device)), seed=0, device="cuda:1",
+                  max_iters=None, run_dir=str(tmp_path))
+        with pytest.raises(ZeroDivisionError):
+            measure_speed(job, nn.Identity(), torch.device("cuda", 1), weights="trained")
+        assert seen[-1] == want

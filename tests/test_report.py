@@ -372,3 +372,15 @@ def test_main_prints_one_line_errors_and_exits_2(db, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1, err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_fusion_variant_names_its_fusion_and_matches_no_paper_row(db):
+    _url, store = db
+    store.upsert_study("fusion", paper_table="4")
+    _add(store, "fusion", "pred", _cfg("camvid-s", fusion="pred_op"), miou=0.2, fps=6.0,
+         device="cpu", device_name="AMD EPYC 7B13")
+    f = build_report("4", store, study="fusion").frame
+    row = f[f["source"] == "measured"].iloc[0]
+    assert row["method"] == "HyperSeg-S, fusion=pred_op [pred]"
+    assert "matches no paper row" in row["notes"] and row["Δ mIoU [pp]"] is None
+    assert variant_knobs(_cfg("camvid-s"), None)["fusion"] == "concat"

@@ -138,6 +138,7 @@ def test_run_stores_everything_then_rerun_does_nothing(env, capsys):
             assert sp.device == "cpu" and sp.fps > 0 and sp.latency_median_ms > 0
             assert sp.resolution == "64x64" and sp.batch_size == 1 and sp.bn_fused is True
             assert sp.torch_version and sp.provenance["torch_version"] and sp.config["timed_frames"] == 2
+            assert sp.dpwconv_backend == "torch"  # what DPWConv ran on this CPU
             assert d.config["model"]["grid_size"] in (1, 2) and "seed" not in d.config["train"]
             # the worker's record.json and the stored rows are one and the same record
             rec = Path(r.run_dir) / "record.json"

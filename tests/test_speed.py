@@ -367,3 +367,21 @@ def test_cuda_without_cuda_is_a_config_error():
         measure_fps(TinySeg(), SpeedConfig(**FAST, device="cuda"), provenance=False)
     with pytest.raises(ConfigError, match="cuda_graphs"):
         measure_fps(TinySeg(), SpeedConfig(**FAST, cuda_graphs=True), provenance=False)
+
+
+def test_dpwconv_backend_is_set_on_the_timed_copy_and_recorded():
+    """A real (tiny-input) HyperSeg: the backend asked for runs and is recorded; the caller's model is untouched."""
+    from hsbench.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(template="camvid-s"), dpw_backend="torch")
+    cfg = SpeedConfig(**{**FAST, "resolution": (64, 64)}, dpw_backend="reference")
+    res = measure_fps(model, cfg, provenance=False)
+    assert res.settings["dpwconv_backend"] == "reference"
+    assert model.dpw_backend == "torch"
+    res = measure_fps(model, cfg.replace(fuse_bn=False), provenance=False)
+    assert res.settings["dpwconv_backend"] == "reference" and model.dpw_backend == "torch"
+    static = build_model(ModelConfig(template="camvid-s", dynamic=False))
+    assert measure_fps(static, cfg, provenance=False).settings["dpwconv_backend"] == "none"
+    assert measure_fps(TinySeg(), cfg, provenance=False).settings["dpwconv_backend"] is None
+    with pytest.raises(ConfigError, match="dpw_backend"):
+        SpeedConfig(dpw_backend="cudnn")

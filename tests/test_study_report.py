@@ -191,7 +191,9 @@ def test_cli_study_report_json_recomputable_from_runs_list(tmp_path):
     data = json.loads(r.output)
     assert data["baseline"] == "grid1" and data["baseline_rule"] == "declared in the study"
     runs = CliRunner().invoke(app, ["runs", "list", "--study", "abl", "--format", "json", "--db", url])
-    stored = {(row["label"], row["seed"]): 100 * row["miou"] for row in json.loads(runs.output)}
+    listed = json.loads(runs.output)
+    stored = {(row["label"], row["seed"]): 100 * row["metrics"]["miou"] for row in listed}
+    assert all(row["speed"][0]["fps"] == 5.0 + row["seed"] for row in listed)
     for v in data["variants"]:
         per_seed = {int(s): x for s, x in v["metrics"]["miou"]["per_seed"].items()}
         assert per_seed == pytest.approx({s: stored[(v["variant"], s)] for s in per_seed})

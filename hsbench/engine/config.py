@@ -64,7 +64,8 @@ class TrainConfig:
     """How one variant is trained (paper Sec. 4.1, Table 1; supplement Sec. B).
 
     Attributes:
-        iterations: budget in optimiser steps (iterations). Table 1's ``t``
+        iterations: budget in optimiser steps (iterations); 0 = no training,
+            the run evaluates ``model.weights`` as they are. Table 1's ``t``
             counts images seen, so ``iterations = t / batch_size``; see
             :meth:`preset`.
         batch_size: images per iteration over all processes (the global
@@ -119,8 +120,10 @@ class TrainConfig:
             lp = tuple(sorted((str(k), v) for k, v in (lp or ())))
         object.__setattr__(self, "loss_params", lp)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if int(self.iterations) < 1:
-            raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
+        if int(self.iterations) < 0:
+            raise ConfigError(
+                f"iterations must be >= 1 (or 0 to only evaluate given model.weights), got {self.iterations}"
+            )
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not (self.lr0 > 0 and math.isfinite(self.lr0)):

@@ -9,10 +9,17 @@ one add):
   (output pixels x C_in/G x K^2 MACs per output channel), for timm's
   ``Conv2dSame`` (a Conv2d subclass thop would skip) and for timm's
   ``BatchNormAct2d``. The weight mapper heads are ordinary grouped 1x1
-  convolutions (Eq. 7) and thop counts them itself.
+  convolutions (Eq. 7) and thop counts them itself. The decoder fusions'
+  parameter-free leaves (:data:`hsbench.models.aggregation.COUNTED_LEAVES`:
+  PredOP's per-pixel kernel application, the affine resampling, ParamSum,
+  dense attention) are counted by their own ``macs(output)``.
 * ``gmacs_fvcore``: fvcore's ``FlopCountAnalysis``, which traces the aten ops
   that run (the DPWConv appears as its batched matmul / grouped convolution);
-  also MACs.
+  also MACs. PredOP's im2col + matmul is fvcore's matmul rule, bilinear
+  sampling its grid_sampler rule (4 per output value); hsbench adds the affine
+  grid (3 MACs per grid coordinate) and marks im2col as a copy. By fvcore's
+  convention element-wise products (ParamSum, dense attention, as the SE
+  gates of EfficientNet) count 0.
 * ``gflops``: ``torch.utils.flop_counter.FlopCounterMode``, 2 FLOPs per MAC,
   matrix products and convolutions only.
 
@@ -41,6 +48,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from hsbench.models.aggregation import COUNTED_LEAVES
 from hsbench.models.backbones import StaticSameConv2d
 from hsbench.models.hyperseg import HyperSeg
 from hsbench.models.meta_block import DynamicConv2d, HaloMetaBlockOp
@@ -99,13 +107,18 @@ def _thop_rules() -> dict:
     def count_halo_block(m, inputs, output):
         m.total_ops += torch.DoubleTensor([halo_block_macs(m, inputs)])
 
-    return {
+    def count_leaf(m, inputs, output):
+        m.total_ops += torch.DoubleTensor([m.macs(output)])
+
+    rules = {
         DynamicConv2d: count_dpwconv,
         HaloMetaBlockOp: count_halo_block,
         Conv2dSame: count_convNd,
         StaticSameConv2d: count_convNd,
         BatchNormAct2d: count_normalization,
     }
+    rules.update({cls: count_leaf for cls in COUNTED_LEAVES})
+    return rules
 
 
 def halo_block_macs(module: HaloMetaBlockOp, inputs: tuple) -> int:
@@ -121,11 +134,24 @@ def _gmacs_thop(model: nn.Module, x: torch.Tensor) -> float:
     return float(macs) / 1e9
 
 
+def _numel(value) -> int:
+    from fvcore.nn.jit_handles import get_shape
+
+    n = 1
+    for d in get_shape(value):
+        n *= d
+    return n
+
+
 def _gmacs_fvcore(model: nn.Module, x: torch.Tensor) -> float:
     from fvcore.nn import FlopCountAnalysis
 
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     analysis = FlopCountAnalysis(model, (x,))
+    analysis.set_op_handle(
+        "aten::affine_grid_generator", lambda inputs, outputs: 3 * _numel(outputs[0]),
+        "aten::im2col", None,
+    )
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     return float(analysis.total()) / 1e9
 

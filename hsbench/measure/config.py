@@ -18,6 +18,7 @@ from hsbench.values import parse_resolution  # noqa: F401  (re-exported; lives i
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DENORMALS = ("flush", "keep")
+DPW_BACKENDS = ("auto", "reference", "torch", "triton")  # hsbench.ops.BACKENDS, without importing torch
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class SpeedConfig:
             timing (randomly initialised models produce denormal floats that
             slow CPU arithmetic several-fold); ``"keep"`` = leave as is.
         cpu_threads: ``torch.set_num_threads`` while timing; ``None`` = torch's default.
+        dpw_backend: DPWConv implementation of models that offer ``set_dpw_backend``
+            (``"auto"``, ``"reference"``, ``"torch"``, ``"triton"``;
+            :mod:`hsbench.ops.backends`); the one that ran is recorded in the
+            result's ``settings["dpwconv_backend"]``. Not part of the variant id.
         bootstrap_samples: resamples of the bootstrap confidence interval.
         seed: seed of the synthetic image and of the bootstrap.
     """
@@ -86,6 +91,7 @@ class SpeedConfig:
     cuda_graphs: bool = False
     denormals: str = "flush"
     cpu_threads: int | None = None
+    dpw_backend: str = "auto"
     bootstrap_samples: int = 2000
     seed: int = 0
 
@@ -125,6 +131,8 @@ class SpeedConfig:
             raise ConfigError(f"warmup_rtol={self.warmup_rtol!r} must be a positive number")
         if self.cpu_threads is not None and (not isinstance(self.cpu_threads, int) or self.cpu_threads < 1):
             raise ConfigError(f"cpu_threads={self.cpu_threads!r} must be a positive integer or None")
+        if self.dpw_backend not in DPW_BACKENDS:
+            raise ConfigError(f"dpw_backend={self.dpw_backend!r}; allowed: {', '.join(DPW_BACKENDS)}")
         if self.compile and self.cuda_graphs:
             raise ConfigError("compile and cuda_graphs cannot both be on; choose one")
         if self.cuda_graphs and self.device == "cpu":

@@ -53,6 +53,7 @@ comparison with tools that measure only that.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import json
 import time
@@ -471,6 +472,7 @@ def format_speed_result(result: SpeedResult, fmt: str = "table") -> str:
         ["frames", f"{result.warmup_frames} warm-up (converged: {result.warmup_converged}) + "
                    f"{result.config.get('repeats')} x {result.config.get('timed_frames')} timed"],
         ["BN fusion", s.get("bn_fusion")],
+        ["DPWConv backend", s.get("dpwconv_backend")],
         ["denormals flushed", s.get("flush_denormal")],
         ["channels_last / cudnn.benchmark", f"{s.get('channels_last')} / {s.get('cudnn_benchmark')}"],
         ["TTA hflip / compile / CUDA graphs", f"{s.get('tta_hflip')} / {s.get('compile')} / {s.get('cuda_graphs')}"],
@@ -540,6 +542,15 @@ def _prepare_model(model: nn.Module, cfg: SpeedConfig, device: torch.device) -> 
     else:
         info["bn_fused"], info["bn_fusion"] = False, "requested, but the model has no fuse_bn(); BN left as is"
     info["bn_layers_timed"] = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    info["dpwconv_backend"] = None  # the model does not say (not a HyperSeg)
+    if callable(getattr(model, "set_dpw_backend", None)):
+        if not info["bn_fused"]:
+            model = copy.deepcopy(model)  # the backend is set on the timed copy, never on the caller's model
+        model.set_dpw_backend(cfg.dpw_backend)
+        try:
+            info["dpwconv_backend"] = model.dpw_backend_for(device.type)
+        except ValueError as exc:
+            raise ConfigError(f"dpw_backend={cfg.dpw_backend!r}: {exc}") from None
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -242,6 +242,24 @@ class Backbone(nn.Module):
         """(B, 3, H, W) -> [F_1 (B, C_1, H/2, W/2), ..., F_5 (B, C_5, H/32, W/32)] (sizes rounded up)."""
         return self.features(x)
 
+    def stride32_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of F_5 for a ``height`` x ``width`` input.
+
+        ``ceil(H / 32)`` for timm's padding; for the release's static "SAME"
+        padding each stride-2 convolution gives ``floor((n + pad - k) / 2) + 1``,
+        which is smaller where the input is not a multiple of 32 (CamVid's 360
+        rows give 11, not 12).
+        """
+        statics = [m for m in self.features.modules() if isinstance(m, StaticSameConv2d) and m.stride[0] == 2]
+        if not statics:
+            return -(-height // 32), -(-width // 32)
+        h, w = height, width
+        for m in statics:
+            left, right, top, bottom = m.static_pad
+            h = (h + top + bottom - m.kernel_size[0]) // 2 + 1
+            w = (w + left + right - m.kernel_size[1]) // 2 + 1
+        return h, w
+
     def signal(self, f5: torch.Tensor) -> torch.Tensor:
         """F_5 (B, C_5, h, w) -> the context head's input (B, C_n, h, w)."""
         if self.signal_head is None:

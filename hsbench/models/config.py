@@ -29,6 +29,22 @@ BACKBONES = (
     "test_efficientnet",
 )
 
+#: Values of ``ModelConfig.fusion``: how a decoder level joins the coarser output
+#: with its skip (see :mod:`hsbench.models.aggregation`; IDs 0-5 are the aggregation
+#: operations of the dynamic-cells supplement, Sec. 3, Listings 1-3).
+FUSIONS = (
+    "concat",
+    "param_sum",
+    "concat_reduce",
+    "pred_op",
+    "pred_op_coarse_first",
+    "bilinear_sampling",
+    "bilinear_sampling_coarse_first",
+    "conv3d",
+    "dense_attention",
+    "dense_attention_coarse_first",
+)
+
 GridSize = int | Literal["native"]
 
 #: Values of ``ModelConfig.semantics``: the paper's description or the authors' released code.
@@ -76,6 +92,12 @@ class ModelConfig:
             resolved against the weights folder at run time (``--weights-root``
             / ``HSBENCH_WEIGHTS``), so the variant id does not depend on where
             the files lie. With ``train.iterations = 0`` a run only evaluates.
+        fusion: how each decoder level joins the coarser output with its
+            skip, a value of :data:`FUSIONS`: ``"concat"`` (HyperSeg's, the
+            default) or an aggregation operation of the dynamic-cells
+            supplement (Sec. 3, Listings 1-3), see :mod:`hsbench.models.aggregation`.
+            Left out of :meth:`to_dict` at ``"concat"``, so variant ids of
+            configs written before the knob existed stay the same.
     """
 
     template: str = "camvid-s"
@@ -89,13 +111,14 @@ class ModelConfig:
     backbone_weights: str | None = None
     semantics: Semantics = "paper"
     weights: str | None = None
+    fusion: str = "concat"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (tuples become lists).
 
-        ``semantics`` and ``weights`` (added after the first release) are left
-        out at their defaults, so that every variant id hashed before they
-        existed stays the same.
+        ``semantics``, ``weights`` and ``fusion`` (added after the first
+        release) are left out at their defaults, so that every variant id
+        hashed before they existed stays the same.
         """
         d = dataclasses.asdict(self)
         for name, default in _LATER_FIELDS.items():
@@ -124,6 +147,6 @@ class ModelConfig:
 
 
 #: Fields added after variant ids were first stored, with the default that to_dict() leaves out.
-_LATER_FIELDS: dict[str, Any] = {"semantics": "paper", "weights": None}
+_LATER_FIELDS: dict[str, Any] = {"semantics": "paper", "weights": None, "fusion": "concat"}
 
-__all__ = ["BACKBONES", "SEMANTICS", "GridSize", "ModelConfig", "Semantics", "field"]
+__all__ = ["BACKBONES", "FUSIONS", "SEMANTICS", "GridSize", "ModelConfig", "Semantics", "field"]

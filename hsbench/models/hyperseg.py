@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hsbench.errors import ConfigError
+from hsbench.models.aggregation import LevelFusion
 from hsbench.models.backbones import Backbone
-from hsbench.models.config import BACKBONES, SEMANTICS, ModelConfig
+from hsbench.models.config import BACKBONES, FUSIONS, SEMANTICS, ModelConfig
 from hsbench.models.context_head import ContextHead
 from hsbench.models.fusion import fuse_conv_bn_
 from hsbench.models.meta_block import MetaBlock, positional_encoding, release_coordinates
@@ -42,8 +43,8 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
         ValueError: naming the knob, the value and what is allowed, for an
             unknown template or backbone, a grid size that is not ``"native"``
             or a positive int, a ``weight_groups`` list of the wrong length or
-            with values that are not powers of two, ``num_classes < 1``, or an
-            unknown ``semantics``.
+            with values that are not powers of two, ``num_classes < 1``, an
+            unknown ``semantics`` or an unknown ``fusion``.
     """
     tpl = get_template(cfg.template)
     if cfg.semantics not in SEMANTICS:
@@ -69,6 +70,8 @@ def resolve(cfg: ModelConfig) -> ModelConfig:
     num_classes = cfg.num_classes if cfg.num_classes is not None else default_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes={num_classes!r} must be a positive int")
+    if cfg.fusion not in FUSIONS:
+        raise ConfigError(f"fusion={cfg.fusion!r} is not supported; allowed: {', '.join(FUSIONS)}")
     if not cfg.dynamic:
         grid = "native"
     return cfg.replace(backbone=backbone, grid_size=grid, weight_groups=groups, num_classes=num_classes)
@@ -101,6 +104,9 @@ class HyperSeg(nn.Module):
             ``unified_from`` on (release's ``unify_level``), or None.
         void_logit: the last logit is the release's CamVid "Void" class, which
             hsbench's evaluation leaves out (it scores the template's classes).
+        fusions: one :class:`~hsbench.models.aggregation.LevelFusion` per level
+            below the coarsest (m_{n-1}..m_0): how the skip meets the coarser
+            output (``cfg.fusion``).
 
     Raises:
         ValueError: if a weight group count does not divide its signal part.
@@ -133,12 +139,16 @@ class HyperSeg(nn.Module):
         skip_channels = [3] + reduced  # index = stride exponent: image, F_1..F_5
         self.levels = list(range(5, 5 - tpl.num_levels, -1))
         pe = 2 if cfg.positional_encoding else 0
-        blocks, prev = [], 0
+        blocks, fusions, prev = [], [], 0
         for level, out in zip(self.levels, tpl.level_channels):
             out = cfg.num_classes if out is None else out
+            fused = skip_channels[level]
+            if prev:
+                fusions.append(LevelFusion(cfg.fusion, skip_channels[level], prev))
+                fused = fusions[-1].out_channels
             blocks.append(
                 MetaBlock(
-                    skip_channels[level] + prev + pe,
+                    fused + pe,
                     out,
                     full=tpl.full_block(level),
                     expand_ratio=tpl.expand_ratio,
@@ -149,6 +159,7 @@ class HyperSeg(nn.Module):
             )
             prev = out
         self.blocks = nn.ModuleList(blocks)
+        self.fusions = nn.ModuleList(fusions)
         self.dpw_backend = "auto"
         self.context_head: ContextHead | None = None
         self.signal_split: list[int] = []
@@ -196,7 +207,7 @@ class HyperSeg(nn.Module):
         Raises:
             ValueError: if an int grid is larger than the stride-32 feature map.
         """
-        h5, w5 = -(-height // 32), -(-width // 32)
+        h5, w5 = self.backbone.stride32_size(height, width)
         grid = self.config.grid_size
         if grid == "native":
             return h5, w5
@@ -242,11 +253,9 @@ class HyperSeg(nn.Module):
                 thetas[self.unified_from :] = chunks
         release = self.config.semantics == "release"
         y = None
-        for level, block, phi_i, theta_i in zip(self.levels, self.blocks, phis, thetas):
+        for i, (level, block, phi_i, theta_i) in enumerate(zip(self.levels, self.blocks, phis, thetas)):
             skip = skips[level]
-            parts = [skip]
-            if y is not None:
-                parts.append(F.interpolate(y, skip.shape[-2:], mode="bilinear", align_corners=False))
+            parts = [skip if y is None else self.fusions[i - 1](skip, y)]
             if self.config.positional_encoding:
                 coords = release_coordinates if release else positional_encoding
                 pe = coords(*skip.shape[-2:], device=skip.device, dtype=skip.dtype).expand(skip.shape[0], -1, -1, -1)
@@ -293,6 +302,10 @@ class HyperSeg(nn.Module):
     def weight_mapper_parameters(self) -> int:
         """|theta^w|: learned parameters of all weight mapper heads w_i (Eq. 6, Table S3)."""
         return sum(p.numel() for head in self.weight_mapper_heads() for p in head.parameters())
+
+    def fusion_parameters(self) -> int:
+        """Learned parameters of the decoder fusions (projections + aggregation operations; 0 for concat)."""
+        return sum(p.numel() for p in self.fusions.parameters() if p.requires_grad)
 
     def generated_weights(self, height: int, width: int) -> int:
         """Dynamic weights generated per image: sum_i |theta^{m_i}| * N_h * N_w."""

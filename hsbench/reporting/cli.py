@@ -199,8 +199,11 @@ def runs_list(
     with _open_readonly(db) as store:
         runs = store.list_runs(study=study, status=status)
         where = store.url
+        details = ({d.run.id: d for d in store.finished_runs(study)}
+                   if as_json and status in (None, "finished") else {})
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in runs], indent=2))
+        typer.echo(json.dumps([_run_json(r, details.get(r.id)) for r in runs], indent=2,
+                              default=str))
         return
     if not runs:
         typer.echo(f"no runs{f' for study {study!r}' if study else ''} in {where}")
@@ -218,6 +221,16 @@ def runs_list(
     headers = ["id", "study", "label", "variant", "status", "seed", "device", "dataset",
                "resolution", "budget", "mIoU [%]", "finished/started (UTC)", "error"]
     typer.echo(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+
+
+def _run_json(summary, detail) -> dict:
+    """A run for ``runs list --format json``: its summary plus, once finished, its stored
+    metrics, complexity and speed records (the per-seed values that reports aggregate)."""
+    out = summary.to_dict()
+    if detail is not None:
+        full = detail.to_dict()
+        out.update({k: full[k] for k in ("metrics", "complexity", "speed")})
+    return out
 
 
 def runs_show(

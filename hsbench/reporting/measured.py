@@ -25,7 +25,10 @@ voc-l, B1 otherwise), ``dynamic`` (False = "w/o DPWConv"),
 ``positional_encoding``, ``grid`` ("native", or N for an N x N grid; a
 "native" grid counts as N = width/32 for square inputs, 16 for voc-l at its
 512x512) and ``groups`` (the variant's weight_groups reversed, i.e. fine to
-coarse as Table S3 prints them). Resolution and budget are not part of the
+coarse as Table S3 prints them). A variant whose decoder ``fusion`` is not
+HyperSeg's ``concat`` (:mod:`hsbench.models.aggregation`) matches no paper
+row (the paper only has concatenation); its method reads
+``HyperSeg-S, fusion=pred_op``. Resolution and budget are not part of the
 match: they are shown next to every measured row instead.
 """
 
@@ -162,12 +165,15 @@ def variant_knobs(config: dict[str, Any], resolution: str | None = None) -> dict
         "grid": grid,
         "grid_n": grid_n,
         "groups": tuple(int(g) for g in reversed(groups)) if groups else None,
+        "fusion": m.get("fusion", "concat"),
     }
 
 
 def match_row(knobs: dict[str, Any], row: PaperRow) -> bool:
     """Whether a variant with ``knobs`` reproduces paper ``row`` (module docstring)."""
     if row.match is None:
+        return False
+    if knobs.get("fusion", "concat") != row.match.get("fusion", "concat"):
         return False
     for key, want in row.match.items():
         if key == "grid":
@@ -255,6 +261,8 @@ def to_record(d: RunDetail) -> MeasuredRecord:
     method = TEMPLATE_METHOD.get(template, template or "?")
     if not knobs["dynamic"]:
         method += " w/o DPWConv"
+    if knobs["fusion"] != "concat":
+        method += f", fusion={knobs['fusion']}"
     dataset = " ".join(str(x) for x in (dataset_name, r.dataset_version) if x) or "unknown dataset"
     train_device = d.training.device if d.training is not None and d.training.device else r.device
 

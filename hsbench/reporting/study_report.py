@@ -123,8 +123,8 @@ def paper_distance(rec: MeasuredRecord) -> int:
     """Number of knobs in which a variant departs from its template's paper configuration.
 
     The paper configuration (supplement Table S1) is: the template's backbone,
-    dynamic DPWConv, positional encoding, the native patch grid and the
-    template's g_w row.
+    dynamic DPWConv, positional encoding, the native patch grid, the
+    template's g_w row and concatenation as the decoder fusion.
     """
     k = rec.knobs
     return sum((
@@ -133,6 +133,7 @@ def paper_distance(rec: MeasuredRecord) -> int:
         not k.get("positional_encoding", True),
         k.get("grid", "native") != "native",
         k.get("groups") is not None,
+        k.get("fusion", "concat") != "concat",
     ))
 
 
