@@ -106,6 +106,9 @@ class TrainingRecord:
         eval_wall_time_s: seconds spent evaluating (s).
         train_images_per_s: training throughput (images/s; 0 when no iteration ran).
         eval_images_per_s: evaluation throughput (images/s).
+        weights_file: file name of the weights the run started from (``model.weights``),
+            None when it started from scratch.
+        weights_sha256: SHA-256 (hex) of that file.
     """
 
     device: str | None
@@ -118,6 +121,8 @@ class TrainingRecord:
     eval_wall_time_s: float | None
     train_images_per_s: float | None
     eval_images_per_s: float | None
+    weights_file: str | None
+    weights_sha256: str | None
 
 
 @dataclass(frozen=True)

@@ -107,19 +107,11 @@ def metrics_record(result: RunResult) -> MetricsRecord:
 
 
 def training_record(result: RunResult) -> TrainingRecord:
-    """The :class:`TrainingRecord` of a :class:`hsbench.engine.run.RunResult` (s, images/s)."""
-    return TrainingRecord(
-        device=result.device,
-        device_name=result.device_name,
-        world_size=result.world_size,
-        iterations_done=result.iterations_done,
-        start_iteration=result.start_iteration,
-        final_loss=finite_or_none(result.final_loss),
-        train_wall_time_s=result.train_wall_time_s,
-        eval_wall_time_s=result.eval_wall_time_s,
-        train_images_per_s=result.train_images_per_s,
-        eval_images_per_s=result.eval_images_per_s,
-    )
+    """The :class:`TrainingRecord` of a :class:`hsbench.engine.run.RunResult`: its fields of
+    the same names (s, images/s; a non-finite loss becomes None)."""
+    values = {f.name: getattr(result, f.name) for f in dataclasses.fields(TrainingRecord)}
+    values["final_loss"] = finite_or_none(values["final_loss"])
+    return TrainingRecord(**values)
 
 
 def complexity_record(cx: Complexity, *, counters: tuple[str, ...], wall_time_s: float) -> ComplexityRecord:

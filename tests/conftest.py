@@ -17,6 +17,13 @@ database on SQLite, then on a throwaway PostgreSQL server): tests/postgres_serve
 
 from __future__ import annotations
 
+import os
+
+# Triton decides at decoration time whether @triton.jit functions run on its CPU interpreter,
+# so TRITON_INTERPRET must be set before any test module imports hsbench.models/hsbench.ops;
+# tests/test_triton_kernels.py sets the same default, but too late when another module came first.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 import hashlib
 import sqlite3
 import textwrap

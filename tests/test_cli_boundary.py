@@ -44,14 +44,22 @@ def test_help_lists_every_command_without_heavy_imports():
     assert "LOADED [] 0" in out.stdout
 
 
+def _fail_in_report(monkeypatch, exc: BaseException) -> None:
+    """Make `hsbench report --out X` raise ``exc`` inside the command (restored after the test)."""
+    import hsbench.reporting.cli as reporting_cli
+
+    def broken(out, **kw):
+        raise exc
+
+    monkeypatch.setattr(reporting_cli, "check_output_path", broken)
+
+
+REPORT = ["report", "--table", "4", "--db", "sqlite:///nowhere.db", "--out", "x.md"]
+
+
 def test_hsbench_error_is_one_line_and_exit_2(monkeypatch, capsys):
-    import hsbench.reporting.paper as paper
-
-    def broken(table_id):
-        raise DataError("the camvid folder is missing; pass --data-root DIR")
-
-    monkeypatch.setattr(paper, "get_table", broken)
-    assert main(["report", "--table", "4", "--db", "sqlite:///nowhere.db"]) == 2
+    _fail_in_report(monkeypatch, DataError("the camvid folder is missing; pass --data-root DIR"))
+    assert main(REPORT) == 2
     err = capsys.readouterr().err
     assert err == "error: the camvid folder is missing; pass --data-root DIR\n"
 
@@ -59,13 +67,8 @@ def test_hsbench_error_is_one_line_and_exit_2(monkeypatch, capsys):
 @pytest.mark.parametrize("exc", [ValueError("operands could not be broadcast"), KeyError("x"), ZeroDivisionError()])
 def test_other_exceptions_are_bugs_with_traceback_and_exit_1(monkeypatch, capsys, exc):
     """A ValueError from numpy/timm/thop is not the user's mistake: traceback, bug line, exit 1."""
-    import hsbench.reporting.paper as paper
-
-    def broken(table_id):
-        raise exc
-
-    monkeypatch.setattr(paper, "get_table", broken)
-    assert main(["report", "--table", "4", "--db", "sqlite:///nowhere.db"]) == 1
+    _fail_in_report(monkeypatch, exc)
+    assert main(REPORT) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
     assert type(exc).__name__ in err

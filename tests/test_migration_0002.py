@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from hsbench.cli import main
-from hsbench.store import SCHEMA_VERSION, OutdatedDatabaseError, Store, migrations
+from hsbench.store import OutdatedDatabaseError, Store, migrations
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
 
@@ -85,7 +85,7 @@ def test_a_0_1_0_database_upgrades_to_0002_with_every_row_and_value(db_url, caps
     assert main(["db", "upgrade", "--db", db_url]) == 0
     capsys.readouterr()
     with Store.open(db_url, create=False) as store:
-        assert store.schema_version == SCHEMA_VERSION  # 0002 and every later revision
+        assert store.schema_version == int(migrations.head_revision())
         assert [(r.id, r.status) for r in store.list_runs()] == [(1, "finished"), (2, "failed")]
         d = store.get_run(1)
         r = d.run
@@ -97,6 +97,7 @@ def test_a_0_1_0_database_upgrades_to_0002_with_every_row_and_value(db_url, caps
         t = d.training
         assert (t.device, t.device_name, t.iterations_done, t.start_iteration) == ("cuda:0", "NVIDIA H100", 200, 50)
         assert (t.final_loss, t.train_images_per_s, t.world_size) == (0.7, 16.0, 1)
+        assert (t.weights_file, t.weights_sha256) == (None, None)  # 0.1.0 runs started from scratch
         c = d.complexity
         assert (c.params_learned, c.gmacs_thop, c.grid, c.gmacs_dpwconv) == (9_900_000, 3.2, "12x15", 0.1)
         assert c.counters == ["thop", "fvcore"] and c.wall_time_s == 1.5

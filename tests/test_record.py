@@ -264,6 +264,13 @@ def test_the_worker_maps_scores_by_name_and_refuses_a_score_without_a_field():
     assert m.per_class_acc == {"a": 0.75}
     with pytest.raises(RecordError, match=r"scores \['fwiou'\] have no MetricsRecord field"):
         metrics_record(result({"miou": 0.5, "fwiou": 0.4}))
+    # the training record takes the run result's fields of the same names
+    from hsbench.worker import training_record
+
+    r = dataclasses.replace(result({"miou": 0.5}), final_loss=float("inf"), weights_file="w.pth",
+                            weights_sha256="ab" * 32)
+    t = training_record(r)
+    assert (t.weights_file, t.weights_sha256, t.final_loss, t.device) == ("w.pth", "ab" * 32, None, "cpu")
 
 
 def test_a_study_that_names_a_speed_device_is_timed_there(two_fake_gpus, monkeypatch, tmp_path):

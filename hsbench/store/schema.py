@@ -54,7 +54,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: Number of the newest migration (:func:`hsbench.store.migrations.head_revision`);
 #: also written to ``schema_info.version``, which hsbench 0.1.0 checks on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Allowed values of ``runs.status``.
 RUN_STATUSES = ("pending", "running", "finished", "failed")
@@ -230,6 +230,9 @@ class TrainingRow(Base):
     #: Images per second.
     train_images_per_s: Mapped[Optional[float]] = mapped_column(Float)
     eval_images_per_s: Mapped[Optional[float]] = mapped_column(Float)
+    #: File name and SHA-256 (hex) of the weights the run started from (model.weights).
+    weights_file: Mapped[Optional[str]] = mapped_column(Text)
+    weights_sha256: Mapped[Optional[str]] = mapped_column(String(64))
 
     run: Mapped[RunRow] = relationship(back_populates="training")
 

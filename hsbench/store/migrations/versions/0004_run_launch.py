@@ -6,8 +6,8 @@ table and the command line into :class:`hsbench.resources.Resources`
 account, QOS, constraint, array parallelism) and stores them with each run it
 submits, as JSON (``Resources.to_dict()``); NULL for every other run.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from alembic import op
 
 from hsbench.store.migrations import set_schema_version
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -26,10 +26,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("runs") as b:
         b.add_column(sa.Column("launch", sa.JSON(), nullable=True))
-    set_schema_version(3)
+    set_schema_version(4)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs") as b:
         b.drop_column("launch")
-    set_schema_version(2)
+    set_schema_version(3)
