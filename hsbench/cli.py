@@ -41,7 +41,7 @@ COMMAND_MODULES = (
     "hsbench.models.cli",  # import-weights
     "hsbench.reporting.cli",  # report, plot, runs list|show
     "hsbench.runner",  # run
-    "hsbench.engine.cli",  # train
+    "hsbench.train_cli",  # train (outside hsbench.engine, whose __init__ imports torch)
     "hsbench.store.cli",  # db current|upgrade
 )
 

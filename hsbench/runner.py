@@ -12,6 +12,7 @@ are imported inside the command, never when the CLI starts.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ def register(app: typer.Typer) -> None:
             None, "--runs-dir", help="run folders (checkpoints, record.json); default: runs/ beside the database"
         ),
         dry_run: bool = typer.Option(False, "--dry-run", help="validate the study and list its variants; run nothing"),
+        weights_root: Optional[str] = typer.Option(  # noqa: UP045
+            None, "--weights-root", help="folder of relative model.weights files (default: $HSBENCH_WEIGHTS, else .)"
+        ),
         partition: Optional[str] = typer.Option(  # noqa: UP045
             None, "--partition", help="SLURM partition (default: the study's launch table, else the cluster's default)",
             rich_help_panel="SLURM (--executor submitit)"),
@@ -138,6 +142,16 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("SLURM options (--partition, --cpus-per-task, ..., --wait-timeout) need "
                               "--executor submitit")
         study = load_study(study_file, data_root=data_root)
+        if any(v.model.weights for v in study.variants):
+            import os
+
+            from hsbench.engine.run import WEIGHTS_ENV, resolve_weights_path
+
+            for v in study.variants:  # a missing file is named before anything runs
+                if v.model.weights:
+                    resolve_weights_path(v.model.weights, weights_root)
+            if weights_root is not None:  # workers (this process or submitit jobs) read it from the environment
+                os.environ[WEIGHTS_ENV] = str(Path(weights_root).expanduser().resolve())
         if dry_run:
             typer.echo(f"study {study.name} (table {study.table or '-'}): {len(study.variants)} variant(s), "
                        f"seeds {list(study.seeds)}")

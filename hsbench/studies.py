@@ -812,7 +812,12 @@ class _Parser:
             raise fail("measure", exc) from None
 
         self._check_sizes(vname, model, data, speed, sources)
-        if data.dataset == "synthetic" and train.batch_size > data.synthetic_length:
+        if train.iterations == 0 and not model.weights:
+            raise self.error(
+                f"train.iterations = 0 only evaluates trained weights; set model.weights (variant {vname!r})",
+                sources.get("train.iterations", ("base",)),
+            )
+        if data.dataset == "synthetic" and train.iterations > 0 and train.batch_size > data.synthetic_length:
             raise self.error(
                 f"train.batch_size = {train.batch_size} is larger than the {data.synthetic_length} images of the "
                 f"synthetic training split; lower batch_size or raise data.synthetic_length (variant {vname!r})",
@@ -890,7 +895,7 @@ class _Parser:
                     path = _parse_source(src) if src else ("base", "data")
                     raise self.error(f"{exc} (pass --data-root DIR or set data.root)", path) from None
             n_train = sizes[(d.dataset, str(d.data_root), d.camvid_layout, d.train_split)]
-            if v.train.batch_size > n_train:
+            if v.train.iterations > 0 and v.train.batch_size > n_train:
                 src = v.sources.get("train.batch_size")
                 raise self.error(
                     f"train.batch_size = {v.train.batch_size} is larger than the {n_train} images of the "

@@ -232,7 +232,8 @@ def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord | None
     v = job.variant.for_seed(job.seed)
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_cfg = v.train if job.max_iters is None else v.train.replace(iterations=int(job.max_iters))
+    evaluate_only = int(v.train.iterations) == 0  # model.weights as they are (--max-iters does not apply)
+    train_cfg = v.train if job.max_iters is None or evaluate_only else v.train.replace(iterations=int(job.max_iters))
     bare_cfg = v.model.replace(pretrained=False, backbone_weights=None)  # weights don't change counts
 
     # Under DDP (torchrun, or a submitit job of several tasks: hsbench.jobs.WorkerTask) every
@@ -255,7 +256,10 @@ def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord | None
     phase("speed")
     model = build_model(bare_cfg)
     weights = "random init"
-    if result.checkpoint_path and Path(result.checkpoint_path).is_file():
+    if evaluate_only:  # the weights that were evaluated ($HSBENCH_WEIGHTS / --weights-root)
+        model, _ = engine_run.load_variant_weights(v.model)
+        weights = "given"
+    elif result.checkpoint_path and Path(result.checkpoint_path).is_file():
         state = load_checkpoint(result.checkpoint_path, map_location="cpu")
         model.load_state_dict(state["model"])
         weights = "trained"

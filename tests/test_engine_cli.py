@@ -1,4 +1,4 @@
-"""``hsbench train`` (hsbench.engine.cli): options reach run_variant; errors are one line."""
+"""``hsbench train`` (hsbench.train_cli): options reach run_variant; errors are one line."""
 
 import json
 
@@ -7,7 +7,7 @@ import typer
 from torch import nn
 from typer.testing import CliRunner
 
-from hsbench.engine import cli
+from hsbench import train_cli as cli
 from hsbench.engine import run as run_mod
 
 torch.set_num_threads(1)

@@ -88,3 +88,83 @@ def test_release_camvid_checkpoint_is_scored_on_the_11_classes(tmp_path):
                       weights_root=tmp_path)
     assert res.configs["model"]["num_classes"] == 12 and res.configs["model"]["semantics"] == "release"
     assert len(res.confusion_matrix) == 11 and res.protocol["num_classes"] == 11
+
+
+EVAL_STUDY = """
+[study]
+name = "evalonly"
+
+[base.model]
+template = "camvid-s"
+backbone = "tf_efficientnet_lite0"
+num_classes = 4
+weights = "lite0-4.pt"
+
+[base.data]
+dataset = "synthetic"
+synthetic_size = [64, 64]
+synthetic_length = 2
+
+[base.train]
+iterations = 0
+
+[base.eval]
+max_images = 2
+
+[base.speed]
+min_warmup = 1
+max_warmup = 2
+warmup_window = 1
+timed_frames = 2
+repeats = 1
+bootstrap_samples = 10
+cpu_threads = 1
+
+[base.measure]
+counters = ["thop"]
+
+[[variants]]
+name = "given-weights"
+"""
+
+
+def test_study_evaluates_given_weights_and_stores_their_name_and_digest(tmp_path, monkeypatch, capsys):
+    from hsbench.cli import main
+    from hsbench.store import Store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HSBENCH_WEIGHTS", raising=False)
+    torch.manual_seed(0)
+    folder = tmp_path / "weights"
+    save_weights(build_model(template="camvid-s", backbone="tf_efficientnet_lite0", num_classes=4), folder / "lite0-4.pt")
+    study = tmp_path / "evalonly.toml"
+    study.write_text(EVAL_STUDY)
+    url = f"sqlite:///{tmp_path / 'hs.db'}"
+    assert main(["run", str(study), "--db", url, "--device", "cpu", "--weights-root", str(tmp_path / "none")]) == 2
+    assert "lite0-4.pt' is missing" in capsys.readouterr().err
+    assert not (tmp_path / "hs.db").exists()
+    assert main(["run", str(study), "--db", url, "--device", "cpu", "--weights-root", str(folder)]) == 0
+    with Store.open(url, create=False) as store:
+        (run,) = store.list_runs(study="evalonly")
+        d = store.get_run(run.id)
+    digest = hashlib.sha256((folder / "lite0-4.pt").read_bytes()).hexdigest()
+    assert d.training.weights_file == "lite0-4.pt" and d.training.weights_sha256 == digest
+    assert d.training.iterations_done == 0 and d.record.budget_iters == 0
+    assert d.speed[0].weights == "given" and d.speed[0].fps > 0 and 0.0 <= d.metrics.miou <= 1.0
+
+
+def test_release_study_rows_land_under_the_paper_rows_they_reproduce():
+    from hsbench.reporting.measured import DATASET_TABLE, find_paper_row, variant_knobs
+    from hsbench.reporting.paper import get_table
+    from hsbench.studies import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "studies" / "release.toml", check_data=False)
+    assert {v.model.template for v in study.variants} == {"camvid-s", "cityscapes-m", "cityscapes-s", "voc-l"}
+    labels = set()
+    for v in study.variants:
+        assert v.model.semantics == "release" and v.model.weights and v.train.iterations == 0
+        table = get_table(DATASET_TABLE[v.data.dataset])
+        row = find_paper_row(table, variant_knobs(v.config_dict(), v.resolution_text))
+        assert row is not None, v.name
+        labels.add((table.id, row.label))
+    assert len(labels) == 4

@@ -169,3 +169,20 @@ def test_release_semantics_differs_from_paper_and_fuses(camvid_release):
         fused = model.fuse_bn()(x)
     torch.testing.assert_close(fused, y, rtol=1e-4, atol=1e-4)
     assert model.void_logit and y.shape[1] == 12
+
+
+def test_profile_semantics_release_cityscapes_s(capsys):
+    """hsbench profile --template cityscapes-s --semantics release: 10.04 M params, |theta^w| 0.20 M; the halo is counted."""
+    import json
+
+    args = ["profile", "--template", "cityscapes-s", "--counters", "thop", "--format", "json", "--resolution", "256x128"]
+    assert main([*args, "--semantics", "release"]) == 0
+    release = json.loads(capsys.readouterr().out)
+    assert round(release["params_learned"] / 1e6, 2) == 10.04
+    assert round(release["params_weight_mapper"] / 1e6, 2) == 0.20
+    assert release["config"]["semantics"] == "release"
+    assert main(args) == 0
+    paper = json.loads(capsys.readouterr().out)
+    # pw1 on each patch's halo'd window costs more than on the patch alone; the mapper is smaller
+    assert release["gmacs_dpwconv"] > paper["gmacs_dpwconv"]
+    assert release["gmacs_weight_mapper"] < paper["gmacs_weight_mapper"]

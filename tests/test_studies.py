@@ -210,7 +210,9 @@ def test_missing_data_folder_is_reported(tmp_path):
 
 
 #: Smoke-budget studies beyond the quickstart ones that go past the paper's tables (their rows match no paper row).
-NON_PAPER = {"fusion.toml"}
+#: release.toml evaluates the authors' checkpoints without training (its rows do match paper rows,
+#: tests/test_eval_only.py); semantics.toml compares paper and release semantics at the quickstart budget.
+NON_PAPER = {"fusion.toml", "release.toml", "semantics.toml"}
 
 
 def _paper_studies():

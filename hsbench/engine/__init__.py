@@ -9,46 +9,13 @@ Public entry points:
 * :func:`confusion_matrix`, :func:`metrics_from_confusion`, :func:`boundary_band`.
 """
 
-import importlib
-from typing import Any
-
-#: Public name -> the submodule that defines it, imported on first use (PEP 562) so that
-#: ``import hsbench.<pkg>.config`` and the CLI stay torch-free.
-_EXPORTS = {
-    "TABLE1": "config",
-    "EvalConfig": "config",
-    "TrainConfig": "config",
-    "CheckpointError": "errors",
-    "TrainingDiverged": "errors",
-    "EvalResult": "evaluate",
-    "evaluate": "evaluate",
-    "BootstrappedCrossEntropy": "losses",
-    "CrossEntropy": "losses",
-    "build_loss": "losses",
-    "boundary_band": "metrics",
-    "confusion_matrix": "metrics",
-    "metrics_from_confusion": "metrics",
-    "RunResult": "run",
-    "run_variant": "run",
-    "TrainResult": "train",
-    "load_checkpoint": "train",
-    "save_checkpoint": "train",
-    "train": "train",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
+from hsbench.engine.config import TABLE1, EvalConfig, TrainConfig
+from hsbench.engine.errors import CheckpointError, TrainingDiverged
+from hsbench.engine.evaluate import EvalResult, evaluate
+from hsbench.engine.losses import BootstrappedCrossEntropy, CrossEntropy, build_loss
+from hsbench.engine.metrics import boundary_band, confusion_matrix, metrics_from_confusion
+from hsbench.engine.run import RunResult, run_variant
+from hsbench.engine.train import TrainResult, load_checkpoint, save_checkpoint, train
 
 __all__ = [
     "TABLE1", "TrainConfig", "EvalConfig",
