@@ -200,7 +200,7 @@ def measure_speed(job: Job, model: torch.nn.Module, device: torch.device, *, wei
     return record
 
 
-def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord:
+def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord | None:
     """Run one ``(variant, seed)``: complexity, train + eval, speed; write and return its record.
 
     Args:
@@ -209,7 +209,8 @@ def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord:
             (default: print ``phase: <name>``, which lands in a submitit log).
 
     Returns:
-        The finished :class:`RunRecord`, also written atomically to ``job.record_path``.
+        The finished :class:`RunRecord`, also written atomically to ``job.record_path``;
+        None on the ranks other than 0 of a DDP job (``RANK`` > 0), which train and evaluate only.
 
     Raises:
         ConfigError: an unusable device (e.g. ``cuda:1`` on a one-GPU machine).
@@ -220,6 +221,7 @@ def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord:
     from hsbench.data import dataset_info
     from hsbench.device import resolve_device
     from hsbench.engine import run as engine_run
+    from hsbench.engine.distributed import launch_rank
     from hsbench.engine.train import load_checkpoint
     from hsbench.measure.complexity import complexity
     from hsbench.models import build_model
@@ -234,16 +236,22 @@ def run_job(job: Job, on_phase: PhaseCallback | None = None) -> RunRecord:
     train_cfg = v.train if job.max_iters is None or evaluate_only else v.train.replace(iterations=int(job.max_iters))
     bare_cfg = v.model.replace(pretrained=False, backbone_weights=None)  # weights don't change counts
 
-    phase("complexity")
-    t = time.perf_counter()
-    model = build_model(bare_cfg)
-    counters = tuple(v.measure.counters)
-    cx = complexity_record(complexity(model, v.resolution, counters=counters), counters=counters,
-                           wall_time_s=time.perf_counter() - t)
-    del model
+    # Under DDP (torchrun, or a submitit job of several tasks: hsbench.jobs.WorkerTask) every
+    # rank trains and evaluates; complexity, speed and the record are rank 0's alone.
+    main_rank = launch_rank() == 0
+    if main_rank:
+        phase("complexity")
+        t = time.perf_counter()
+        model = build_model(bare_cfg)
+        counters = tuple(v.measure.counters)
+        cx = complexity_record(complexity(model, v.resolution, counters=counters), counters=counters,
+                               wall_time_s=time.perf_counter() - t)
+        del model
 
     phase("train+eval")
     result = engine_run.run_variant(v.model, v.data, train_cfg, v.eval, run_dir=run_dir, device=device)
+    if not main_rank:
+        return None
 
     phase("speed")
     model = build_model(bare_cfg)

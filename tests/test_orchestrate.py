@@ -249,3 +249,21 @@ def test_the_run_command_module_imports_no_heavy_library():
             "print(sorted(m for m in ('torch', 'timm', 'pandas', 'seaborn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_released_claim_is_taken_over_at_once(env, capsys):
+    """``--on-timeout leave`` releases the claims: a live holder's run is resumed without waiting."""
+    cwd, f, url, db = env
+    run_id, vid = _claim_first_variant(f, url, "gpu-node-7:4242:beef", cwd / "runs-a")
+    with Store.open(url) as store:
+        assert store.claim_run(vid, owner="me:1:x", study="claims", seed=0).how == "busy"
+        store.release_run(run_id)
+        (r,) = [r for r in store.list_runs() if r.id == run_id]
+        assert r.status == "running" and r.claimed_by is None
+        c = store.claim_run(vid, owner="me:1:x", study="claims", seed=0)
+        assert (c.how, c.run_id) == ("resumed", run_id)
+        store.release_run(run_id)
+        store.fail_run(run_id, "test")
+        store.release_run(run_id)  # a failed run stays as it is
+        (r,) = [r for r in store.list_runs() if r.id == run_id]
+        assert r.status == "failed"

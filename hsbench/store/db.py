@@ -542,19 +542,36 @@ class Store:
         with self._write() as s:
             return runs_mod.heartbeat(s, owner)
 
+    def release_run(self, run_id: int) -> None:
+        """Drop the claim on an unfinished run; it stays ``running`` for the next ``hsbench run`` to take over.
+
+        For a run whose worker goes on without this process (a SLURM job left in
+        the queue by ``--on-timeout leave``): the next ``hsbench run``, from any
+        host, resumes it at once instead of waiting for the claim to go stale.
+        A finished or failed run is left as it is.
+
+        Raises:
+            StoreError: unknown run.
+        """
+        with self._write() as s:
+            row = self._run(s, run_id)
+            if row.status in ("running", "pending"):
+                row.claimed_by = None
+
     def update_run(self, run_id: int, **fields: Any) -> None:
         """Change bookkeeping columns of an unfinished run.
 
         Accepted: ``status`` (running/pending), ``checkpoint_path``, ``device``,
         ``dataset_version``, ``resolution``, ``budget_iters``, ``max_iters``,
-        ``run_dir``, ``executor``, ``job_id``. Setting ``status="running"``
+        ``run_dir``, ``executor``, ``job_id``, ``launch`` (the SLURM resources of the
+        run's job, :meth:`hsbench.resources.Resources.to_dict`). Setting ``status="running"``
         stamps ``started_at`` (a resumed run).
 
         Raises:
             StoreError: another key, an unknown run, or a finished or failed one.
         """
         allowed = {"status", "checkpoint_path", "device", "dataset_version", "resolution",
-                   "budget_iters", "max_iters", "run_dir", "executor", "job_id"}
+                   "budget_iters", "max_iters", "run_dir", "executor", "job_id", "launch"}
         unknown = sorted(set(fields) - allowed)
         if unknown:
             raise StoreError(f"update_run cannot change {unknown}; allowed: {sorted(allowed)}")
@@ -576,6 +593,11 @@ class Store:
                     row.resolution = normalize_resolution(value)
                 elif key in ("budget_iters", "max_iters"):
                     setattr(row, key, _int(value, key))
+                elif key == "launch":
+                    if value is not None and not isinstance(value, dict):
+                        raise StoreError(f"update_run: launch must be a dict of SLURM resources, got "
+                                         f"{type(value).__name__}")
+                    row.launch = dict(value) if value is not None else None
                 else:
                     setattr(row, key, _str(value))
 

@@ -129,6 +129,7 @@ class RunSummary:
     run_dir: str | None = None
     executor: str | None = None
     job_id: str | None = None
+    launch: dict[str, Any] | None = None
     claimed_by: str | None = None
     heartbeat_at: str | None = None
 
@@ -252,7 +253,7 @@ def summary(row: RunRow, study: str | None = None) -> RunSummary:
         finished_at=iso(row.finished_at), error=row.error,
         miou=row.metrics.miou if row.metrics is not None else None,
         host=row.host, wall_time_s=row.wall_time_s, run_dir=row.run_dir, executor=row.executor,
-        job_id=row.job_id, claimed_by=row.claimed_by, heartbeat_at=iso(row.heartbeat_at),
+        job_id=row.job_id, launch=row.launch, claimed_by=row.claimed_by, heartbeat_at=iso(row.heartbeat_at),
     )
 
 

@@ -54,7 +54,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 #: Number of the newest migration (:func:`hsbench.store.migrations.head_revision`);
 #: also written to ``schema_info.version``, which hsbench 0.1.0 checks on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Allowed values of ``runs.status``.
 RUN_STATUSES = ("pending", "running", "finished", "failed")
@@ -162,6 +162,8 @@ class RunRow(Base):
     executor: Mapped[Optional[str]] = mapped_column(String(32))
     #: The scheduler's job id (submitit / SLURM), None for the local executor.
     job_id: Mapped[Optional[str]] = mapped_column(String(64))
+    #: SLURM resources the job asked for (hsbench.resources.Resources.to_dict()), None off SLURM.
+    launch: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     #: Who holds the claim on an unfinished run: "<host>:<pid>:<token>"; None when released.
     claimed_by: Mapped[Optional[str]] = mapped_column(String(255))
     #: Last sign of life of the claim holder (UTC); a claim older than the stale limit can be taken over.
