@@ -21,8 +21,9 @@ should be there and where to get it.
 from __future__ import annotations
 
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from hsbench.lazy import lazy_exports
 
 from hsbench.data.config import DATASETS, SPLITS, DataConfig, resolve_data_root
 from hsbench.data.info import CLASS_NAMES, IGNORE_INDEX, DatasetInfo
@@ -46,17 +47,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 def build_dataset(cfg: DataConfig, split: str, train: bool) -> "SegmentationDataset":

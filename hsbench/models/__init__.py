@@ -3,8 +3,9 @@
 Entry point: :func:`build_model` with a :class:`ModelConfig`.
 """
 
-import importlib
 from typing import Any
+
+from hsbench.lazy import lazy_exports
 
 #: Public name -> the submodule that defines it, imported on first use (PEP 562) so that
 #: ``import hsbench.<pkg>.config`` and the CLI stay torch-free.
@@ -24,17 +25,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 __all__ = [

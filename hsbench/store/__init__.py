@@ -14,8 +14,9 @@ The names below are loaded on first use (PEP 562), so that importing
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from hsbench.lazy import lazy_exports
 
 _EXPORTS = {
     "BUSY_TIMEOUT_S": "hsbench.store.engine",
@@ -57,13 +58,7 @@ if TYPE_CHECKING:
     from hsbench.store.schema import RUN_STATUSES, SCHEMA_VERSION
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hsbench.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 __all__ = [
