@@ -21,7 +21,7 @@ should be there and where to get it.
 from __future__ import annotations
 
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hsbench.lazy import lazy_exports
 

@@ -3,7 +3,6 @@
 Entry point: :func:`build_model` with a :class:`ModelConfig`.
 """
 
-from typing import Any
 
 from hsbench.lazy import lazy_exports
 

@@ -14,7 +14,7 @@ The names below are loaded on first use (PEP 562), so that importing
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hsbench.lazy import lazy_exports
 
